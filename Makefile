@@ -1,0 +1,47 @@
+# PayGate Chaos Kit. `make up` runs the kit; `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CACHE := .cache
+FERRETDB := $(CACHE)/bin/ferretdb
+APT_PACKAGES := redis-server prometheus chromium
+PYTEST_ARGS ?=
+
+.PHONY: up test bench venv services ferretdb lint clean
+
+## venv: the Python environment, rebuilt when pyproject.toml changes
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[load,test]'
+	touch $@
+
+## services: Debian's redis-server, prometheus and chromium (as root; skipped when present)
+services:
+	@missing=""; for b in redis-server prometheus promtool chromium; do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $(APT_PACKAGES) from Debian"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+## ferretdb: the MongoDB-wire server for the tests, built with Go (build cache kept in ~/.cache/go-build)
+ferretdb: $(FERRETDB)
+$(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
+	mkdir -p $(CACHE)/bin
+	cd tools/ferretdb && go build -trimpath -o ../../$(FERRETDB) .
+
+## up: the kit on :8000 (in-process MongoDB/Redis unless MONGO_URL/REDIS_URL), Locust on :8089
+up: venv
+	@$(PY) tools/up.py
+
+## test: the whole suite against real Redis, FerretDB, gunicorn, Prometheus and Chromium
+test: venv services ferretdb
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## bench: the benchmark; writes bench/RESULTS.md
+bench: venv services ferretdb
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(CACHE) .pytest_cache

@@ -1,0 +1,65 @@
+"""Connections to MongoDB and Redis, or their in-process stand-ins.
+
+Nothing connects at import or in create_app: pymongo and redis-py both
+connect lazily, so the app starts (and /health answers) with both down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from pymongo import ASCENDING, MongoClient
+from pymongo.database import Database
+
+from .config import Settings
+
+
+@dataclass
+class Backends:
+    """The database handle and the Redis client one app instance uses."""
+
+    db: Database
+    redis: redis.Redis
+    mongo_kind: str
+    redis_kind: str
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes the queries rely on (idempotent)."""
+        self.db.audit_logs.create_index([("payment_id", ASCENDING)])
+        self.db.payment_intents.create_index([("audit_pending", ASCENDING)])
+
+
+def connect(settings: Settings) -> Backends:
+    """Build clients for the configured backends, stand-ins where no URL is set."""
+    if settings.mongo_url:
+        client = MongoClient(
+            settings.mongo_url,
+            serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+            connectTimeoutMS=settings.mongo_timeout_ms,
+            socketTimeoutMS=settings.mongo_timeout_ms * 5,
+            maxPoolSize=300,
+            uuidRepresentation="standard",
+        )
+        mongo_kind = "mongodb"
+    else:
+        import mongomock  # stand-in for the no-Docker default only
+
+        client = mongomock.MongoClient()
+        mongo_kind = "in-process"
+    if settings.redis_url:
+        timeout = settings.redis_timeout_ms / 1000
+        rds = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+            max_connections=512,
+        )
+        redis_kind = "redis"
+    else:
+        import fakeredis  # stand-in for the no-Docker default only
+
+        rds = fakeredis.FakeRedis(decode_responses=True)
+        redis_kind = "in-process"
+    return Backends(db=client[settings.mongo_db], redis=rds, mongo_kind=mongo_kind, redis_kind=redis_kind)

@@ -1,0 +1,133 @@
+"""Configuration from the environment, checked once at start (fail fast)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit, urlunsplit
+
+MODES = ("original", "audit", "audit-async")
+
+# The knobs a facilitator can turn at runtime, with their defaults and limits.
+# Limits keep a typo in the console from freezing the room (a 60 s delay).
+KNOB_DEFAULTS = {
+    "write_latency_ms": 15,
+    "audit_delay_ms": 100,
+    "contention_ms_per_write": 50,
+    "otp_timeout_ms": 400,
+    "silent_failures": True,
+}
+KNOB_LIMITS = {
+    "write_latency_ms": (0, 1000),
+    "audit_delay_ms": (0, 2000),
+    "contention_ms_per_write": (0, 1000),
+    "otp_timeout_ms": (50, 10000),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective settings of one app instance."""
+
+    mongo_url: str | None = None
+    mongo_db: str = "paygate"
+    redis_url: str | None = None
+    admin_token: str = ""
+    secret_key: str = ""
+    key_prefix: str = "paygate:"
+    otp_ttl_seconds: int = 300
+    max_body_bytes: int = 16 * 1024
+    mongo_timeout_ms: int = 1000
+    redis_timeout_ms: int = 500
+    # How long a worker trusts its cached copy of mode and knobs.
+    runtime_cache_ms: int = 100
+    write_threads: int = 256
+
+    @property
+    def embedded(self) -> bool:
+        """True when at least one backend is an in-process stand-in."""
+        return not (self.mongo_url and self.redis_url)
+
+    def redacted(self) -> dict:
+        """The settings with secrets and URL passwords hidden, for /debug/config."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("admin_token", "secret_key"):
+                value = "***" if value else ""
+            elif f.name.endswith("_url") and value:
+                value = redact_url(value)
+            out[f.name] = value
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a URL such as mongodb://user:pw@host."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _url(env: dict, name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name) or None
+    if raw and urlsplit(raw).scheme not in schemes:
+        raise ConfigError(f"{name} must start with {' or '.join(s + '://' for s in schemes)}")
+    return raw
+
+
+def ensure_shared_secrets(env=os.environ) -> None:
+    """Generate ADMIN_TOKEN and PAYGATE_SECRET_KEY once if unset.
+
+    Called in the gunicorn master before it forks, so every worker shares the
+    same token (admin calls work on any worker) and the same key (an OTP issued
+    by one worker verifies on another).
+    """
+    if not env.get("ADMIN_TOKEN"):
+        env["ADMIN_TOKEN"] = secrets.token_urlsafe(18)
+    if not env.get("PAYGATE_SECRET_KEY"):
+        env["PAYGATE_SECRET_KEY"] = secrets.token_urlsafe(32)
+
+
+def load_settings(env=None, overrides: dict | None = None) -> Settings:
+    """Read settings from the environment, raising ConfigError on bad values."""
+    env = dict(os.environ if env is None else env)
+    values = dict(
+        mongo_url=_url(env, "MONGO_URL", ("mongodb", "mongodb+srv")),
+        mongo_db=env.get("MONGO_DB") or "paygate",
+        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+        admin_token=env.get("ADMIN_TOKEN") or "",
+        secret_key=env.get("PAYGATE_SECRET_KEY") or "",
+        key_prefix=env.get("PAYGATE_KEY_PREFIX") or "paygate:",
+        mongo_timeout_ms=_int(env, "MONGO_TIMEOUT_MS", 1000, 100, 10000),
+        redis_timeout_ms=_int(env, "REDIS_TIMEOUT_MS", 500, 50, 10000),
+        runtime_cache_ms=_int(env, "RUNTIME_CACHE_MS", 100, 0, 1000),
+        write_threads=_int(env, "WRITE_THREADS", 256, 4, 4096),
+    )
+    values.update(overrides or {})
+    if not values["admin_token"]:
+        values["admin_token"] = secrets.token_urlsafe(18)
+    if not values["secret_key"]:
+        values["secret_key"] = secrets.token_urlsafe(32)
+    return Settings(**values)

@@ -1,0 +1,86 @@
+"""Domain errors, and the one place where they become HTTP answers."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+
+class AppError(Exception):
+    """An error a client can act on: a status, a machine-readable code, details."""
+
+    status = 400
+    code = "bad_request"
+    message = "Bad request."
+
+    def __init__(self, message: str | None = None, **details):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+
+
+class ValidationFailed(AppError):
+    code, message = "validation_error", "Some fields are invalid."
+
+    def __init__(self, fields: dict[str, str]):
+        super().__init__(fields=fields)
+
+
+class InvalidJson(AppError):
+    code, message = "invalid_json", "The body must be a JSON object."
+
+
+class UnsupportedMediaType(AppError):
+    status, code, message = 415, "unsupported_media_type", "Send the body as application/json."
+
+
+class BodyTooLarge(AppError):
+    status, code, message = 413, "body_too_large", "The request body is too large."
+
+
+class Unauthorized(AppError):
+    status, code, message = 401, "unauthorized", "A valid admin bearer token is required."
+
+
+class PaymentNotFound(AppError):
+    status, code, message = 404, "payment_not_found", "No payment with that id."
+
+
+class NotFound(AppError):
+    status, code, message = 404, "not_found", "No such route."
+
+
+class MethodNotAllowed(AppError):
+    status, code, message = 405, "method_not_allowed", "That method is not allowed here."
+
+
+class InvalidOtp(AppError):
+    code, message = "invalid_otp", "The OTP is wrong."
+
+
+class NoOtpIssued(AppError):
+    status, code, message = 409, "no_otp", "No OTP was issued for this payment."
+
+
+class OtpExpired(AppError):
+    status, code, message = 410, "otp_expired", "The OTP has expired."
+
+
+class PaymentLocked(AppError):
+    status, code, message = 423, "locked", "Too many wrong OTPs: the payment is locked."
+
+
+class StoreUnavailable(AppError):
+    status, code, message = 503, "store_unavailable", "The payment store is unavailable."
+
+
+class OtpUnavailable(AppError):
+    """The loud variant of the silent failure (knob silent_failures=false)."""
+
+    status, code = 503, "otp_unavailable"
+    message = "Unable to generate OTP. Please try again."
+
+
+def error_response(err: AppError):
+    """Turn a domain error into a JSON response with a machine-readable `error`."""
+    body = {"error": err.code, "message": err.message, **err.details}
+    return jsonify(body), err.status

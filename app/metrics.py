@@ -1,0 +1,78 @@
+"""Every Prometheus metric of the kit, defined once (names and labels as SPEC)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# 0.4 s is a bucket bound so the OTP deadline is a visible line, not an interpolation.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_DURATION = Histogram(
+    "paygate_http_request_duration_seconds",
+    "HTTP request duration by route template, method and status.",
+    ["route", "method", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+PAYMENT_READY = Histogram(
+    "paygate_payment_ready_seconds",
+    "Time from the start of the write until the payment is ready (status awaiting_otp).",
+    ["mode"],
+    buckets=LATENCY_BUCKETS,
+)
+OTP_GENERATION = Counter(
+    "paygate_otp_generation_total",
+    "OTP generation attempts by persistence mode and result (success, timeout).",
+    ["mode", "result"],
+)
+OTP_VERIFICATION = Counter(
+    "paygate_otp_verification_total",
+    "OTP verifications by result.",
+    ["result"],
+)
+INFLIGHT_WRITES = Gauge(
+    "paygate_inflight_writes",
+    "Persistence writes in flight across all workers and replicas (read from Redis).",
+    multiprocess_mode="livemax",
+)
+DB_MODE = Gauge(
+    "paygate_db_mode",
+    "1 for the persistence mode in force, 0 for the others.",
+    ["mode"],
+    multiprocess_mode="livemax",
+)
+DB_MODE_CHANGES = Counter(
+    "paygate_db_mode_changes_total",
+    "Persistence mode flips, by the mode flipped to.",
+    ["to"],
+)
+AUDIT_RECORDS = Counter(
+    "paygate_audit_records_total",
+    "Audit-log records written, on the critical path (sync) or off it (async).",
+    ["path"],
+)
+ORPHANED_INTENTS = Counter(
+    "paygate_orphaned_intents_total",
+    "Payment intents whose OTP timed out: left awaiting_otp with no OTP.",
+    ["mode"],
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """Prometheus text for this process, or for all gunicorn workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST

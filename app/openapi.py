@@ -1,0 +1,89 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from pydantic.json_schema import models_json_schema
+
+from . import __version__
+from .validation import InitiateRequest, KnobsPatch, ModeChange, ResetRequest, VerifyRequest
+
+_MODELS = (InitiateRequest, VerifyRequest, ModeChange, KnobsPatch, ResetRequest)
+
+_ERROR = {"type": "object", "required": ["error"],
+          "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+          "additionalProperties": True}
+_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "Invalid input (validation_error, invalid_json)", 401: "Missing or wrong admin token",
+            404: "Unknown payment", 409: "No OTP was issued", 410: "OTP expired", 413: "Body too large",
+            415: "Body is not JSON", 423: "Locked after 3 wrong OTPs",
+            503: "A backend is unavailable (or the OTP is unavailable with silent_failures=false)"}
+    return {str(c): _json(_ERROR, text[c]) for c in codes}
+
+
+def _op(summary: str, ok: dict, *errors: int, body: str | None = None, auth: bool = False,
+        tag: str = "payments") -> dict:
+    op = {"summary": summary, "tags": [tag], "responses": {"200": _json(ok, "OK"), **_errors(*errors)}}
+    if body:
+        op["requestBody"] = {"required": body != "ResetRequest",
+                             "content": {"application/json": {"schema": _ref(body)}}}
+    if auth:
+        op["security"] = [{"bearer": []}]
+    return op
+
+
+def build_spec() -> dict:
+    """The whole OpenAPI document."""
+    _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}")
+    schemas = {**defs.get("$defs", {}), "Error": _ERROR}
+    initiated = {"type": "object", "required": ["payment_id", "status"], "properties": {
+        "payment_id": {"type": "string"}, "status": {"enum": ["awaiting_otp", "otp_unavailable"]},
+        "otp": {"type": "string"}, "otp_expires_in": {"type": "integer"}, "ready_ms": {"type": "number"},
+        "message": {"type": "string"}}}
+    mode_state = {"type": "object", "required": ["mode"], "properties": {
+        "mode": {"enum": ["original", "audit", "audit-async"]}}, "additionalProperties": True}
+    payment_id = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    admin_write = (400, 401, 413, 415, 503)
+    paths = {
+        "/payment/initiate": {"post": _op("Create a payment and issue its OTP", initiated,
+                                          400, 413, 415, 503, body="InitiateRequest")},
+        "/payment/verify-otp": {"post": _op("Verify the OTP and charge once", _OBJECT,
+                                            400, 404, 409, 410, 413, 415, 423, 503, body="VerifyRequest")},
+        "/payment/{payment_id}": {"get": {**_op("Payment status (never the OTP)", _OBJECT, 404, 503),
+                                          "parameters": [payment_id]}},
+        "/health": {"get": _op("Liveness (stays green during the silent failure)", _OBJECT, tag="ops")},
+        "/ready": {"get": _op("Readiness: MongoDB and Redis answer", _OBJECT, 503, tag="ops")},
+        "/debug/config": {"get": _op("Effective configuration, secrets redacted", _OBJECT, tag="ops")},
+        "/admin/db-mode": {
+            "get": _op("The persistence mode in force", mode_state, tag="admin"),
+            "put": _op("Flip the persistence mode", mode_state, *admin_write, body="ModeChange", auth=True,
+                       tag="admin"),
+            "post": _op("Flip the persistence mode (alias of PUT)", mode_state, *admin_write, body="ModeChange",
+                        auth=True, tag="admin"),
+        },
+        "/admin/knobs": {
+            "get": _op("The runtime knobs with defaults and limits", _OBJECT, tag="admin"),
+            "patch": _op("Change some knobs", _OBJECT, *admin_write, body="KnobsPatch", auth=True, tag="admin"),
+        },
+        "/admin/reset": {"post": _op("Mode original, default knobs", mode_state, *admin_write,
+                                     body="ResetRequest", auth=True, tag="admin")},
+        "/admin/history": {"get": _op("The last flips and knob changes", _OBJECT, 503, tag="admin")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "PayGate Chaos Kit", "version": __version__,
+                 "description": "A demo payment gateway whose OTP step fails silently under load."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,22 @@
+"""Persistence: one store per mode, wired here and nowhere else."""
+
+from __future__ import annotations
+
+from .audit import AuditAsyncStore, AuditStore
+from .base import PaymentStore
+from .drainer import AuditDrainer
+from .mongo import MongoPaymentStore
+
+STORES: dict[str, type[MongoPaymentStore]] = {
+    "original": MongoPaymentStore,
+    "audit": AuditStore,
+    "audit-async": AuditAsyncStore,
+}
+
+
+def store_for(mode: str, db, knobs: dict, inflight) -> PaymentStore:
+    """The store implementing `mode`, bound to this request's knobs."""
+    return STORES[mode](db, knobs, inflight)
+
+
+__all__ = ["AuditDrainer", "PaymentStore", "STORES", "store_for"]

@@ -1,0 +1,170 @@
+"""Request bodies as pydantic models: every field checked before any query."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Literal
+
+from flask import Request
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .cards import luhn_ok
+from .config import KNOB_LIMITS, MODES
+from .errors import BodyTooLarge, InvalidJson, UnsupportedMediaType, ValidationFailed
+
+MAX_AMOUNT = Decimal("10000")
+PAYMENT_ID_PATTERN = r"^pay_[0-9a-f]{24}$"
+CURRENCIES = ("USD", "EUR", "GBP")
+
+
+def _to_decimal(value):
+    # JSON numbers arrive as int/float, forms may send strings; bools are not amounts.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("must be a number")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("must be a number") from None
+    if not amount.is_finite():
+        raise ValueError("must be a number")
+    return amount
+
+
+class _Body(BaseModel):
+    # strict: an object or array where a string is expected is an error, never a query.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class InitiateRequest(_Body):
+    """POST /payment/initiate."""
+
+    card_number: str = Field(max_length=40, examples=["4111 1111 1111 1111"])
+    expiry: str = Field(max_length=5, examples=["12/30"], description="MM/YY, not in the past")
+    cvv: str = Field(max_length=4, examples=["123"])
+    amount: Annotated[Decimal, BeforeValidator(_to_decimal)] = Field(
+        default=Decimal("49.99"), description="> 0, at most 10000, two decimals"
+    )
+    currency: Literal[CURRENCIES] = "USD"
+
+    @field_validator("card_number")
+    @classmethod
+    def _card(cls, v: str) -> str:
+        digits = re.sub(r"[ -]", "", v)
+        if not re.fullmatch(r"[0-9]{12,19}", digits):
+            raise ValueError("must be 12 to 19 digits")
+        if not luhn_ok(digits):
+            raise ValueError("is not a valid card number (Luhn check failed)")
+        return digits
+
+    @field_validator("expiry")
+    @classmethod
+    def _expiry(cls, v: str) -> str:
+        m = re.fullmatch(r"(0[1-9]|1[0-2])/([0-9]{2})", v)
+        if not m:
+            raise ValueError("must be MM/YY")
+        month, year = int(m[1]), 2000 + int(m[2])
+        now = datetime.now(timezone.utc)
+        if (year, month) < (now.year, now.month):
+            raise ValueError("is in the past")
+        return v
+
+    @field_validator("cvv")
+    @classmethod
+    def _cvv(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9]{3,4}", v):
+            raise ValueError("must be 3 or 4 digits")
+        return v
+
+    @field_validator("amount")
+    @classmethod
+    def _amount(cls, v: Decimal) -> Decimal:
+        if v <= 0:
+            raise ValueError("must be greater than 0")
+        if v > MAX_AMOUNT:
+            raise ValueError("must be at most 10000")
+        if v != v.quantize(Decimal("0.01")):
+            raise ValueError("must have at most two decimals")
+        return v.quantize(Decimal("0.01"))
+
+
+class VerifyRequest(_Body):
+    """POST /payment/verify-otp."""
+
+    payment_id: str = Field(pattern=PAYMENT_ID_PATTERN, examples=["pay_0123456789abcdef01234567"])
+    otp: str = Field(pattern=r"^[0-9]{6}$", examples=["123456"])
+
+
+class ModeChange(_Body):
+    """PUT /admin/db-mode."""
+
+    mode: Literal[MODES]
+    ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=86400)
+    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
+
+
+def _knob(name):
+    low, high = KNOB_LIMITS[name]
+    return Field(default=None, ge=low, le=high)
+
+
+class KnobsPatch(_Body):
+    """PATCH /admin/knobs: any subset of the knobs."""
+
+    write_latency_ms: StrictInt | None = _knob("write_latency_ms")
+    audit_delay_ms: StrictInt | None = _knob("audit_delay_ms")
+    contention_ms_per_write: StrictInt | None = _knob("contention_ms_per_write")
+    otp_timeout_ms: StrictInt | None = _knob("otp_timeout_ms")
+    silent_failures: StrictBool | None = None
+    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
+
+    def changes(self) -> dict:
+        """The knobs this patch sets (actor and unset fields left out)."""
+        return {k: v for k, v in self.model_dump(exclude={"actor"}).items() if v is not None}
+
+
+class ResetRequest(_Body):
+    """POST /admin/reset."""
+
+    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
+
+
+def is_payment_id(value: str) -> bool:
+    """True if `value` has the shape of a payment id."""
+    return re.fullmatch(PAYMENT_ID_PATTERN, value) is not None
+
+
+def parse_body(request: Request, model: type[_Body], allow_empty: bool = False):
+    """Parse the JSON body of `request` into `model`, or raise a domain error."""
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise BodyTooLarge() from None
+    if not raw.strip() and allow_empty:
+        data = {}
+    else:
+        if not request.mimetype or request.mimetype != "application/json":
+            raise UnsupportedMediaType()
+        try:
+            data = request.get_json(force=True, silent=False)
+        except Exception:
+            raise InvalidJson("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidJson()
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ValidationFailed(_field_errors(err)) from None
+
+
+def _field_errors(err: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for e in err.errors(include_url=False, include_input=False):
+        name = ".".join(str(p) for p in e["loc"]) or "body"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "is not an accepted field"
+        fields.setdefault(name, msg)
+    return fields

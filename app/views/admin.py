@@ -1,0 +1,98 @@
+"""Facilitator API: the persistence mode, the knobs, their history."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+
+import redis
+from flask import Blueprint, jsonify, request
+
+from ..config import KNOB_DEFAULTS, KNOB_LIMITS
+from ..errors import AppError, Unauthorized
+from ..kit import kit
+from ..validation import KnobsPatch, ModeChange, ResetRequest, parse_body
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+class StateUnavailable(AppError):
+    status, code, message = 503, "state_unavailable", "Redis is unreachable: the mode and knobs cannot change now."
+
+
+def admin_required(view):
+    """Require `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        expected = kit().settings.admin_token
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            raise Unauthorized()
+        try:
+            return view(*args, **kwargs)
+        except redis.RedisError:
+            raise StateUnavailable() from None
+
+    return wrapper
+
+
+def _mode_body():
+    return jsonify(kit().runtime.snapshot().as_dict())
+
+
+@bp.get("/db-mode")
+def get_mode():
+    """The persistence mode in force (public: participants may look)."""
+    return _mode_body()
+
+
+@bp.route("/db-mode", methods=["PUT", "POST"])
+@admin_required
+def set_mode():
+    """Flip the persistence mode for every worker; `ttl_seconds` reverts it later."""
+    change = parse_body(request, ModeChange)
+    snap = kit().runtime.set_mode(change.mode, change.actor, change.ttl_seconds)
+    return jsonify(snap.as_dict())
+
+
+def _knobs_body(snap):
+    limits = {k: {"min": lo, "max": hi} for k, (lo, hi) in KNOB_LIMITS.items()}
+    return jsonify(knobs=snap.knobs, defaults=KNOB_DEFAULTS, limits=limits)
+
+
+@bp.get("/knobs")
+def get_knobs():
+    """The runtime knobs, their defaults and their limits."""
+    return _knobs_body(kit().runtime.snapshot())
+
+
+@bp.patch("/knobs")
+@admin_required
+def patch_knobs():
+    """Change some knobs for every worker."""
+    patch = parse_body(request, KnobsPatch)
+    changes = patch.changes()
+    runtime = kit().runtime
+    snap = runtime.patch_knobs(changes, patch.actor) if changes else runtime.refresh()
+    return _knobs_body(snap)
+
+
+@bp.post("/reset")
+@admin_required
+def reset():
+    """Back to the start: mode original, default knobs."""
+    req = parse_body(request, ResetRequest, allow_empty=True)
+    snap = kit().runtime.reset(req.actor)
+    return jsonify(**snap.as_dict(), knobs=snap.knobs)
+
+
+@bp.get("/history")
+def history():
+    """The last flips and knob changes, newest first."""
+    try:
+        events = kit().runtime.history()
+    except redis.RedisError:
+        raise StateUnavailable("Redis is unreachable: the history cannot be read now.") from None
+    return jsonify(events=events)

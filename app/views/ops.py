@@ -1,0 +1,74 @@
+"""Operational endpoints: liveness, readiness, effective config, metrics."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import flask
+import pymongo
+import redis
+from flask import Blueprint, Response, jsonify
+
+from .. import __version__, metrics
+from ..config import MODES
+from ..errors import StoreUnavailable
+from ..kit import kit
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/health")
+def health():
+    """Liveness: green while the process runs (even during the silent failure)."""
+    return jsonify(status="healthy")
+
+
+@bp.get("/ready")
+def ready():
+    """Readiness: MongoDB and Redis both answer; 503 names the one that does not."""
+    k = kit()
+    checks = {}
+    try:
+        k.payments.ping()
+        checks["mongodb"] = "ok"
+    except StoreUnavailable as err:
+        checks["mongodb"] = f"unavailable ({err.details.get('detail', 'error')})"
+    try:
+        k.backends.redis.ping()
+        checks["redis"] = "ok"
+    except redis.RedisError as err:
+        checks["redis"] = f"unavailable ({type(err).__name__}); serving the last known mode"
+    if all(v == "ok" for v in checks.values()):
+        return jsonify(status="ready", checks=checks)
+    failing = [name for name, v in checks.items() if v != "ok"]
+    return jsonify(error="not_ready", message=f"Unavailable: {', '.join(failing)}.", checks=checks), 503
+
+
+@bp.get("/debug/config")
+def debug_config():
+    """The effective configuration: mode, knobs, timeouts, worker pid, versions (secrets redacted)."""
+    k = kit()
+    snap = k.runtime.snapshot()
+    return jsonify(
+        mode=snap.mode,
+        knobs=snap.knobs,
+        redis_ok=snap.redis_ok,
+        backends={"mongodb": k.backends.mongo_kind, "redis": k.backends.redis_kind},
+        settings=k.settings.redacted(),
+        worker_pid=os.getpid(),
+        versions={"paygate": __version__, "python": platform.python_version(), "flask": flask.__version__,
+                  "pymongo": pymongo.version, "redis-py": redis.__version__},
+    )
+
+
+@bp.get("/metrics")
+def metrics_endpoint():
+    """Prometheus text, aggregated over all gunicorn workers."""
+    k = kit()
+    mode = k.runtime.snapshot().mode
+    for m in MODES:
+        metrics.DB_MODE.labels(mode=m).set(1 if m == mode else 0)
+    k.inflight.count()  # refreshes paygate_inflight_writes from Redis
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)

@@ -1,0 +1,35 @@
+"""Payment API: initiate, verify, status."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..errors import PaymentNotFound
+from ..kit import kit
+from ..validation import InitiateRequest, VerifyRequest, is_payment_id, parse_body
+
+bp = Blueprint("payments", __name__, url_prefix="/payment")
+
+
+@bp.post("/initiate")
+def initiate():
+    """Create a payment and issue its OTP, or fail silently if it is not ready in time."""
+    req = parse_body(request, InitiateRequest)
+    body, status = kit().payments.initiate(req)
+    return jsonify(body), status
+
+
+@bp.post("/verify-otp")
+def verify_otp():
+    """Verify an OTP and charge the payment once."""
+    req = parse_body(request, VerifyRequest)
+    return jsonify(kit().payments.verify(req))
+
+
+@bp.get("/<payment_id>")
+def status(payment_id: str):
+    """A payment's status, amount, card brand and last four digits."""
+    if not is_payment_id(payment_id):
+        raise PaymentNotFound()  # never a query for something that cannot be an id
+    return jsonify(kit().payments.get(payment_id))
+

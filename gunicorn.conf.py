@@ -1,0 +1,60 @@
+"""gunicorn settings for the kit: gthread workers, shared secrets, multiprocess metrics."""
+
+import os
+import shutil
+import tempfile
+
+from app.config import ensure_shared_secrets
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# 40 checkout users in `original` mode must never queue for a thread, even
+# with one worker (make up); the writes themselves run on a separate pool.
+threads = int(os.environ.get("GUNICORN_THREADS", "64"))
+timeout = 30
+# Long enough for writes in progress to finish and audit outboxes to flush.
+graceful_timeout = 20
+accesslog = os.environ.get("ACCESS_LOG") or None
+wsgi_app = "app:create_app()"
+
+# Generated once here, in the master, so every worker shares them.
+_token_generated = not os.environ.get("ADMIN_TOKEN")
+ensure_shared_secrets()
+
+# prometheus_client reads this when first imported: set it before any worker loads the app.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "paygate-metrics"))
+
+
+def on_starting(server):
+    """Start from empty metric files: values from a previous run would be summed in."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
+def when_ready(server):
+    """The start-up banner: where everything is, and the admin token (once)."""
+    host = bind.rsplit(":", 1)
+    url = f"http://127.0.0.1:{host[1]}" if host[0] in ("0.0.0.0", "") else f"http://{bind}"
+    token = os.environ["ADMIN_TOKEN"] if _token_generated else "(as set in ADMIN_TOKEN)"
+    server.log.info(
+        "\n  PayGate is up: %s  (checkout)\n  facilitator console: %s/admin\n  live board: %s/board"
+        "\n  API docs: %s/docs\n  admin token: %s\n",
+        url, url, url, url, token,
+    )
+
+
+def worker_exit(server, worker):
+    """Graceful stop: let writes finish and flush audit outboxes before the worker goes."""
+    app = getattr(worker, "wsgi", None)
+    kit = getattr(app, "extensions", {}).get("paygate") if app is not None else None
+    if kit is not None:
+        kit.close()
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the aggregated metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,208 @@
+"""Real services on free loopback ports, for the tests and the benchmark.
+
+Each service is a subprocess with its own temporary directory: Debian's
+redis-server, FerretDB (the MongoDB-wire server, built from tools/ferretdb),
+gunicorn running the app with several workers, and Prometheus. A missing
+binary is an error, never a skip: `make test` installs them all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", ROOT / ".cache" / "bin" / "ferretdb"))
+TEST_TOKEN = "test-admin-token"
+TEST_SECRET = "test-secret-key"
+
+
+class MissingService(RuntimeError):
+    """A binary the tests need is not installed (run `make test`, which installs it)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    """Block until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def require(binary: str | Path) -> str:
+    """The path of an installed binary, or MissingService."""
+    path = shutil.which(str(binary)) if not Path(binary).is_absolute() else (str(binary) if Path(binary).exists() else None)
+    if not path:
+        raise MissingService(f"{binary} is not installed; `make test` installs it")
+    return path
+
+
+@dataclass
+class Service:
+    """One running server process."""
+
+    name: str
+    argv: list[str]
+    port: int
+    workdir: Path
+    env: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, timeout: float = 30.0) -> "Service":
+        """Start the process and wait until its port accepts connections."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=self.workdir, env={**os.environ, **self.env},
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        try:
+            wait_for_port(self.port, timeout, self.proc)
+        except Exception as err:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {err}\n{self.log_tail()}") from err
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 25.0) -> None:
+        """Stop the process (and its children) and wait for it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def restart(self, timeout: float = 30.0) -> "Service":
+        """Stop, then start again on the same port."""
+        self.stop()
+        return self.start(timeout)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the service's log, for error messages."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def redis_server(workdir: Path, port: int | None = None) -> Service:
+    """Debian's redis-server, no persistence, on a free port."""
+    port = port or free_port()
+    argv = [require("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir)]
+    return Service("redis", argv, port, workdir)
+
+
+def ferretdb(workdir: Path, port: int | None = None) -> Service:
+    """FerretDB v1 with the SQLite backend: a real MongoDB-wire server."""
+    port = port or free_port()
+    argv = [require(FERRETDB_BIN), "-listen", f"127.0.0.1:{port}", "-dir", str(workdir / "data")]
+    return Service("ferretdb", argv, port, workdir)
+
+
+def gunicorn(workdir: Path, mongo_url: str, redis_url: str, workers: int = 2, port: int | None = None,
+             extra_env: dict | None = None) -> Service:
+    """The app under real gunicorn (gthread), as `make up` and compose run it."""
+    port = port or free_port()
+    env = {
+        "MONGO_URL": mongo_url,
+        "REDIS_URL": redis_url,
+        "ADMIN_TOKEN": TEST_TOKEN,
+        "PAYGATE_SECRET_KEY": TEST_SECRET,
+        "WEB_CONCURRENCY": str(workers),
+        "BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
+    }
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT)]
+    return Service("gunicorn", argv, port, workdir, env=env)
+
+
+def prometheus(workdir: Path, config: Path, port: int | None = None) -> Service:
+    """Debian's Prometheus with the given config, storing in workdir."""
+    port = port or free_port()
+    argv = [require("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    return Service("prometheus", argv, port, workdir)
+
+
+@dataclass
+class App:
+    """A running app: its base URL and the handle of its gunicorn."""
+
+    service: Service
+    token: str = TEST_TOKEN
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.service.port}"
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until /ready answers 200."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = requests.get(self.url + "/ready", timeout=2)
+                if last.status_code == 200:
+                    return
+            except requests.RequestException as err:
+                last = err
+            time.sleep(0.1)
+        raise TimeoutError(f"app not ready: {last}")
+
+    def admin(self, method: str, path: str, **kwargs) -> requests.Response:
+        """An admin call with the bearer token."""
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return requests.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
+
+    def set_mode(self, mode: str, **extra) -> dict:
+        """Flip the mode and return the new state (raises on an error status)."""
+        r = self.admin("PUT", "/admin/db-mode", json={"mode": mode, **extra})
+        r.raise_for_status()
+        return r.json()
+
+    def reset(self) -> None:
+        """Mode original, default knobs."""
+        self.admin("POST", "/admin/reset").raise_for_status()
+
+
+def temp_dir(prefix: str) -> Path:
+    """A fresh temporary directory."""
+    return Path(tempfile.mkdtemp(prefix=f"paygate-{prefix}-"))
