@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE := .cache
 FERRETDB := $(CACHE)/bin/ferretdb
-APT_PACKAGES := redis-server prometheus chromium
+APT_PACKAGES := redis-server prometheus chromium postgresql
 PYTEST_ARGS ?=
 
-.PHONY: up test bench venv services ferretdb lint clean
+.PHONY: up test bench venv services ferretdb clean
 
 ## venv: the Python environment, rebuilt when pyproject.toml changes
 venv: $(VENV)/.installed
@@ -17,15 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[load,test]'
 	touch $@
 
-## services: Debian's redis-server, prometheus and chromium (as root; skipped when present)
+## services: Debian's redis-server, prometheus, chromium and postgresql (as root; skipped when present)
 services:
-	@missing=""; for b in redis-server prometheus promtool chromium; do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in redis-server prometheus promtool chromium psql runuser; do command -v $$b >/dev/null || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $(APT_PACKAGES) from Debian"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
 	fi
 
-## ferretdb: the MongoDB-wire server for the tests, built with Go (build cache kept in ~/.cache/go-build)
+## ferretdb: the MongoDB-wire server for the tests (on PostgreSQL), built with Go (build cache kept in ~/.cache/go-build)
 ferretdb: $(FERRETDB)
 $(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
 	mkdir -p $(CACHE)/bin
@@ -35,8 +36,9 @@ $(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
 up: venv
 	@$(PY) tools/up.py
 
-## test: the whole suite against real Redis, FerretDB, gunicorn, Prometheus and Chromium
+## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus and Chromium
 test: venv services ferretdb
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: the benchmark; writes bench/RESULTS.md

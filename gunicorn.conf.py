@@ -13,6 +13,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # with one worker (make up); the writes themselves run on a separate pool.
 threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 timeout = 30
+# Shoppers pause between checkouts; gunicorn's default of 2 s would close their
+# keep-alive connections under them (clients then see a reset, not an answer).
+keepalive = 75
 # Long enough for writes in progress to finish and audit outboxes to flush.
 graceful_timeout = 20
 accesslog = os.environ.get("ACCESS_LOG") or None

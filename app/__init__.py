@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 __version__ = "1.0.0"
 
@@ -16,9 +16,9 @@ def create_app(config: dict | None = None) -> Flask:
     Keys of `config` are Settings fields (mongo_url, redis_url, key_prefix, ...),
     plus START_BACKGROUND=False to keep the audit drainer thread from starting.
     """
-    from . import errors, instrumentation, kit
+    from . import errors, instrumentation, kit, security
     from .config import load_settings
-    from .views import admin, docs, ops, pages, payments
+    from .views import admin, board, docs, ops, pages, payments
 
     config = dict(config or {})
     start_background = config.pop("START_BACKGROUND", True)
@@ -27,29 +27,26 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    logging.getLogger("paygate").setLevel(logging.INFO)
+    _init_logging()
 
     kit.init_app(app, settings, start_background=start_background)
     instrumentation.init_app(app)
-    for module in (payments, ops, admin, docs, pages):
+    security.init_app(app)
+    for module in (payments, ops, admin, docs, pages, board):
         app.register_blueprint(module.bp)
 
     app.register_error_handler(errors.AppError, errors.error_response)
-    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(HTTPException, errors.http_error_response)
+    app.register_error_handler(Exception, errors.unexpected_error_response)
     return app
 
 
-def _http_error(err: HTTPException):
-    """Werkzeug's own errors (404, 405, 413, ...) as the same JSON shape."""
-    from . import errors
 
-    mapped = {
-        NotFound: errors.NotFound,
-        MethodNotAllowed: errors.MethodNotAllowed,
-        RequestEntityTooLarge: errors.BodyTooLarge,
-    }.get(type(err))
-    if mapped is None:
-        mapped = type("HttpError", (errors.AppError,), {"status": err.code or 500,
-                                                        "code": (err.name or "error").lower().replace(" ", "_"),
-                                                        "message": err.description or ""})
-    return errors.error_response(mapped())
+def _init_logging() -> None:
+    """Give the app's log lines a time and a level (gunicorn configures only its own loggers)."""
+    log = logging.getLogger("paygate")
+    log.setLevel(logging.INFO)
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)

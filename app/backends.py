@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-from pymongo import ASCENDING, MongoClient
+from pymongo import MongoClient
 from pymongo.database import Database
 
 from .config import Settings
@@ -24,11 +24,6 @@ class Backends:
     mongo_kind: str
     redis_kind: str
 
-    def ensure_indexes(self) -> None:
-        """Create the indexes the queries rely on (idempotent)."""
-        self.db.audit_logs.create_index([("payment_id", ASCENDING)])
-        self.db.payment_intents.create_index([("audit_pending", ASCENDING)])
-
 
 def connect(settings: Settings) -> Backends:
     """Build clients for the configured backends, stand-ins where no URL is set."""
@@ -38,7 +33,9 @@ def connect(settings: Settings) -> Backends:
             serverSelectionTimeoutMS=settings.mongo_timeout_ms,
             connectTimeoutMS=settings.mongo_timeout_ms,
             socketTimeoutMS=settings.mongo_timeout_ms * 5,
-            maxPoolSize=300,
+            maxPoolSize=100,
+            # A room arriving at once needs many connections at once (the default opens 2 at a time).
+            maxConnecting=16,
             uuidRepresentation="standard",
         )
         mongo_kind = "mongodb"
@@ -49,13 +46,17 @@ def connect(settings: Settings) -> Backends:
         mongo_kind = "in-process"
     if settings.redis_url:
         timeout = settings.redis_timeout_ms / 1000
-        rds = redis.Redis.from_url(
+        # A blocking pool: a burst of threads waits briefly for a connection instead
+        # of failing with "too many connections".
+        pool = redis.BlockingConnectionPool.from_url(
             settings.redis_url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             decode_responses=True,
-            max_connections=512,
+            max_connections=128,
+            timeout=timeout,
         )
+        rds = redis.Redis(connection_pool=pool)
         redis_kind = "redis"
     else:
         import fakeredis  # stand-in for the no-Docker default only

@@ -46,7 +46,9 @@ class Settings:
     redis_timeout_ms: int = 500
     # How long a worker trusts its cached copy of mode and knobs.
     runtime_cache_ms: int = 100
-    write_threads: int = 256
+    # Writes outlive their requests in `audit`; enough threads that they pile up
+    # in the contention model (the lesson) rather than in a queue.
+    write_threads: int = 1024
 
     @property
     def embedded(self) -> bool:
@@ -123,7 +125,7 @@ def load_settings(env=None, overrides: dict | None = None) -> Settings:
         mongo_timeout_ms=_int(env, "MONGO_TIMEOUT_MS", 1000, 100, 10000),
         redis_timeout_ms=_int(env, "REDIS_TIMEOUT_MS", 500, 50, 10000),
         runtime_cache_ms=_int(env, "RUNTIME_CACHE_MS", 100, 0, 1000),
-        write_threads=_int(env, "WRITE_THREADS", 256, 4, 4096),
+        write_threads=_int(env, "WRITE_THREADS", 1024, 4, 4096),
     )
     values.update(overrides or {})
     if not values["admin_token"]:

@@ -33,9 +33,8 @@ class InflightWrites:
         self._lock = threading.Lock()
         self._current = threading.local()  # the write this thread runs, for contention_wait
 
-    @contextmanager
-    def track(self):
-        """Count one write in flight for the duration of the block; yields its id."""
+    def begin(self) -> str:
+        """Count one more write in flight; returns its id (pass it to `end`)."""
         write_id = uuid.uuid4().hex
         with self._lock:
             self._local.add(write_id)
@@ -43,17 +42,35 @@ class InflightWrites:
             self._redis.zadd(self._key, {write_id: self._clock() + BASE_LEASE_S})
         except redis.RedisError:
             pass
+        return write_id
+
+    def end(self, write_id: str) -> None:
+        """The write is over: it no longer counts."""
+        with self._lock:
+            self._local.discard(write_id)
+        try:
+            self._redis.zrem(self._key, write_id)
+        except redis.RedisError:
+            pass
+
+    @contextmanager
+    def bound(self, write_id: str):
+        """Run the block as part of write `write_id` (whose lease contention_wait extends)."""
         self._current.write_id = write_id
         try:
             yield write_id
         finally:
             self._current.write_id = None
-            with self._lock:
-                self._local.discard(write_id)
-            try:
-                self._redis.zrem(self._key, write_id)
-            except redis.RedisError:
-                pass
+
+    @contextmanager
+    def track(self):
+        """Count one write in flight for the duration of the block; yields its id."""
+        write_id = self.begin()
+        try:
+            with self.bound(write_id):
+                yield write_id
+        finally:
+            self.end(write_id)
 
     def extend(self, write_id: str, seconds: float) -> None:
         """Push this write's lease out (before a long contention wait)."""

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import jsonify
+from werkzeug import exceptions as http
+
+log = logging.getLogger("paygate.errors")
 
 
 class AppError(Exception):
@@ -84,3 +89,26 @@ def error_response(err: AppError):
     """Turn a domain error into a JSON response with a machine-readable `error`."""
     body = {"error": err.code, "message": err.message, **err.details}
     return jsonify(body), err.status
+
+
+_HTTP_ERRORS = {http.NotFound: NotFound, http.MethodNotAllowed: MethodNotAllowed,
+                http.RequestEntityTooLarge: BodyTooLarge}
+
+
+def http_error_response(err: http.HTTPException):
+    """Werkzeug's own errors (404, 405, 413, ...) in the same JSON shape."""
+    mapped = _HTTP_ERRORS.get(type(err))
+    if mapped is not None:
+        return error_response(mapped())
+    generic = AppError(err.description or err.name)
+    generic.status = err.code or 500
+    generic.code = (err.name or "error").lower().replace(" ", "_")
+    return error_response(generic)
+
+
+def unexpected_error_response(err: Exception):
+    """A bug: logged with its traceback, answered as JSON without internals."""
+    log.exception("unhandled error", exc_info=err)
+    generic = AppError("An unexpected error occurred.")
+    generic.status, generic.code = 500, "internal_error"
+    return error_response(generic)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from flask import Flask, g, request
@@ -10,7 +11,7 @@ from . import metrics
 
 
 def init_app(app: Flask) -> None:
-    """Time each request into paygate_http_request_duration_seconds."""
+    """Time each request into paygate_http_request_duration_seconds; name the worker."""
 
     @app.before_request
     def _start_timer():
@@ -23,4 +24,6 @@ def init_app(app: Flask) -> None:
             route = request.url_rule.rule if request.url_rule else "unmatched"
             metrics.HTTP_DURATION.labels(route=route, method=request.method,
                                          status=str(response.status_code)).observe(time.perf_counter() - started)
+        # Which worker answered: lets participants (and tests) see requests spread over workers.
+        response.headers["X-Worker-Pid"] = str(os.getpid())
         return response

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from .backends import Backends, connect
+from .board import BoardStats
 from .config import Settings
 from .contention import InflightWrites
 from .payments import PaymentService
@@ -24,6 +25,7 @@ class Kit:
     inflight: InflightWrites
     payments: PaymentService
     drainer: AuditDrainer
+    board: BoardStats
 
     def close(self) -> None:
         """Graceful stop: finish writes in progress, then flush the audit outboxes."""
@@ -36,9 +38,10 @@ def init_app(app: Flask, settings: Settings, start_background: bool = True) -> K
     backends = connect(settings)
     runtime = RuntimeState(backends.redis, settings.key_prefix, settings.runtime_cache_ms)
     inflight = InflightWrites(backends.redis, settings.key_prefix)
-    payments = PaymentService(backends.db, runtime, inflight, settings)
+    board = BoardStats(backends.redis, settings.key_prefix)
     drainer = AuditDrainer(backends.db, lambda: runtime.snapshot().knobs["audit_delay_ms"])
-    kit = Kit(settings, backends, runtime, inflight, payments, drainer)
+    payments = PaymentService(backends.db, runtime, inflight, drainer, settings, board=board)
+    kit = Kit(settings, backends, runtime, inflight, payments, drainer, board)
     app.extensions["paygate"] = kit
     if start_background:
         drainer.start()

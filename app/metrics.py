@@ -43,13 +43,14 @@ OTP_VERIFICATION = Counter(
 INFLIGHT_WRITES = Gauge(
     "paygate_inflight_writes",
     "Persistence writes in flight across all workers and replicas (read from Redis).",
-    multiprocess_mode="livemax",
+    # Any worker may refresh these two; the latest value wins, never a stale worker's.
+    multiprocess_mode="livemostrecent",
 )
 DB_MODE = Gauge(
     "paygate_db_mode",
     "1 for the persistence mode in force, 0 for the others.",
     ["mode"],
-    multiprocess_mode="livemax",
+    multiprocess_mode="livemostrecent",
 )
 DB_MODE_CHANGES = Counter(
     "paygate_db_mode_changes_total",

@@ -78,6 +78,8 @@ def build_spec() -> dict:
         "/admin/reset": {"post": _op("Mode original, default knobs", mode_state, *admin_write,
                                      body="ResetRequest", auth=True, tag="admin")},
         "/admin/history": {"get": _op("The last flips and knob changes", _OBJECT, 503, tag="admin")},
+        "/board/data": {"get": _op("Live board figures: mode, OTP success, ready p95, 5 minutes of history",
+                                   _OBJECT, 503, tag="board")},
     }
     return {
         "openapi": "3.1.0",

@@ -1,46 +1,34 @@
 """The payment service: initiate (with the OTP deadline) and verify.
 
-Initiate runs the persistence write on a background thread and waits for it
-under one deadline, `otp_timeout_ms` from the start of the write. The write
-always runs to completion, even when the caller has stopped waiting: that is
-what lets writes pile up under load in `audit` mode.
+Initiate inserts the intent on the request thread, hands the rest of the
+write to a write thread and waits for it under one deadline, `otp_timeout_ms`
+from the start of the write. The write always runs to completion, even when
+the caller has stopped waiting: that is what lets writes pile up under load
+in `audit` mode.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import cards, metrics, otp
 from .errors import (
+    InvalidOtp,
     NoOtpIssued,
     OtpExpired,
     OtpUnavailable,
-    InvalidOtp,
     PaymentLocked,
     PaymentNotFound,
-    StoreUnavailable,
 )
 from .store import store_for
 
 log = logging.getLogger("paygate.payments")
 
 SILENT_FAILURE_MESSAGE = "Unable to generate OTP. Please try again."
-# However late the OTP deadline passes, the caller gets a payment_id only once
-# the intent is in MongoDB, so every id handed out can be found again.
-INSERT_WAIT_S = 1.8
-
-
-class _WriteProgress:
-    """How far a background write got: `settled` once the insert succeeded or failed."""
-
-    def __init__(self):
-        self.settled = threading.Event()
-        self.inserted = False
 
 
 def new_payment_id() -> str:
@@ -51,16 +39,18 @@ def new_payment_id() -> str:
 class PaymentService:
     """Initiate and verify payments against the store of the current mode."""
 
-    def __init__(self, db, runtime, inflight, settings):
+    def __init__(self, db, runtime, inflight, drainer, settings, board=None):
         self.db = db
         self.runtime = runtime
         self.inflight = inflight
+        self.drainer = drainer
         self.settings = settings
+        self.board = board  # the live board's counters (app/board.py), if any
         self.writes = ThreadPoolExecutor(max_workers=settings.write_threads, thread_name_prefix="write")
 
     def _store(self, snap=None):
         snap = snap or self.runtime.snapshot()
-        return store_for(snap.mode, self.db, snap.knobs, self.inflight)
+        return store_for(snap.mode, self.db, snap.knobs, self.inflight, self.drainer)
 
     # -- initiate ------------------------------------------------------------
 
@@ -77,48 +67,59 @@ class PaymentService:
         }
         start = time.monotonic()
         deadline = start + snap.knobs["otp_timeout_ms"] / 1000
-        progress = _WriteProgress()
-        write = self.writes.submit(self._persist, store, intent, progress)
+        write_id = self.inflight.begin()
         try:
-            write.result(timeout=max(0.0, deadline - time.monotonic()))
+            # The insert runs on this thread: a payment id is only ever handed out
+            # once its intent is in MongoDB, however far behind the rest falls.
+            store.create_intent(intent)
+        except BaseException:
+            self.inflight.end(write_id)
+            raise
+        rest = self.writes.submit(self._finish_write, store, intent["_id"], write_id, start)
+        # Recorded once the write is done: off the OTP deadline, which a slow Redis must not eat.
+        rest.add_done_callback(self._record_ready)
+        try:
+            rest.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            return self._otp_unavailable(store, intent["_id"], write, progress, snap.knobs)
-        ready = store.find_payment(intent["_id"])  # confirm readiness with a query
-        if ready is None or ready.get("status") != "awaiting_otp":
-            return self._otp_unavailable(store, intent["_id"], write, progress, snap.knobs)
-        return self._issue_otp(store, intent["_id"], start)
+            return self._otp_unavailable(store, intent["_id"], snap.knobs)
+        issued = self._issue_otp(store, intent["_id"], start)
+        return issued or self._otp_unavailable(store, intent["_id"], snap.knobs)
 
-    def _persist(self, store, intent: dict, progress: "_WriteProgress") -> None:
-        start = time.monotonic()
-        with self.inflight.track():
-            try:
-                store.create_intent(intent)
-                progress.inserted = True
-            finally:
-                progress.settled.set()
-            store.mark_awaiting_otp(intent["_id"])
-        metrics.PAYMENT_READY.labels(mode=store.mode).observe(time.monotonic() - start)
+    def _finish_write(self, store, payment_id: str, write_id: str, start: float) -> float:
+        """The rest of the write, on a write thread: it runs to the end even after the deadline."""
+        try:
+            with self.inflight.bound(write_id):
+                store.mark_awaiting_otp(payment_id)
+        finally:
+            self.inflight.end(write_id)
+        ready_s = time.monotonic() - start
+        metrics.PAYMENT_READY.labels(mode=store.mode).observe(ready_s)
+        return ready_s
 
-    def _issue_otp(self, store, payment_id: str, start: float) -> tuple[dict, int]:
+    def _record_ready(self, write) -> None:
+        if self.board is not None and not write.cancelled() and write.exception() is None:
+            self.board.record_ready(write.result())
+
+    def _issue_otp(self, store, payment_id: str, start: float) -> tuple[dict, int] | None:
         code = otp.new_otp()
         expires_in = self.settings.otp_ttl_seconds
+        # One conditional update confirms readiness (found, awaiting_otp, no OTP yet)
+        # and stores the OTP's hash: a query and the issue in one round trip.
         if not store.attach_otp(payment_id, otp.otp_hash(payment_id, code, self.settings.secret_key),
                                 time.time() + expires_in):
-            raise StoreUnavailable("The payment changed while its OTP was issued.")
+            return None
         metrics.OTP_GENERATION.labels(mode=store.mode, result="success").inc()
         ready_ms = round((time.monotonic() - start) * 1000, 1)
+        if self.board is not None:
+            self.board.record_otp("success")
         return {"payment_id": payment_id, "status": "awaiting_otp", "otp": code,
                 "otp_expires_in": expires_in, "ready_ms": ready_ms}, 200
 
-    def _otp_unavailable(self, store, payment_id, write, progress, knobs) -> tuple[dict, int]:
-        # The write runs on. Hand out the id only once the intent exists (or fail loudly).
-        progress.settled.wait(INSERT_WAIT_S)
-        if not progress.inserted:
-            if write.done() and write.exception() is not None:
-                raise write.exception()
-            raise StoreUnavailable("The payment could not be stored in time.")
+    def _otp_unavailable(self, store, payment_id, knobs) -> tuple[dict, int]:
         metrics.OTP_GENERATION.labels(mode=store.mode, result="timeout").inc()
         metrics.ORPHANED_INTENTS.labels(mode=store.mode).inc()
+        if self.board is not None:
+            self.board.record_otp("timeout")
         body = {"payment_id": payment_id, "status": "otp_unavailable", "message": SILENT_FAILURE_MESSAGE}
         if knobs["silent_failures"]:
             return body, 200  # the silent failure: no error, no log line
@@ -147,25 +148,27 @@ class PaymentService:
         if doc["status"] == "succeeded":
             if otp.matches(doc.get("otp_hash"), payment_id, code, key):
                 return succeeded_body(doc)  # a repeat: same answer, no second charge
-            raise InvalidOtp("The OTP is wrong.", attempts_left=0)
+            raise InvalidOtp(attempts_left=0)
         if doc["status"] == "locked":
-            raise PaymentLocked()
+            raise PaymentLocked(attempts_left=0)
         if not doc.get("otp_hash"):
             raise NoOtpIssued()
         now = time.time()
         if doc.get("otp_expires_at", 0) <= now:
             raise OtpExpired()
-        if otp.matches(doc["otp_hash"], payment_id, code, key):
-            if store.mark_succeeded(payment_id, doc["otp_hash"], now):
-                doc.update(status="succeeded", succeeded_at=now)
-                return succeeded_body(doc)
-            return self._verify(payment_id, code)  # lost a race: answer from the new state
-        after = store.register_wrong_otp(payment_id, otp.MAX_ATTEMPTS)
-        if after is None:
-            return self._verify(payment_id, code)
-        if after["status"] == "locked":
+        # Every try uses up an attempt before the OTP is compared, so a burst of
+        # parallel guesses gets three comparisons, not three plus the burst.
+        attempt = store.claim_attempt(payment_id, otp.MAX_ATTEMPTS)
+        if attempt is None:
+            store.lock(payment_id)
             raise PaymentLocked(attempts_left=0)
-        raise InvalidOtp(attempts_left=otp.MAX_ATTEMPTS - after["otp_attempts"])
+        if otp.matches(doc["otp_hash"], payment_id, code, key):
+            charge = store.charge_once(doc, now)
+            return succeeded_body({**doc, "succeeded_at": charge["at"]})
+        if attempt == otp.MAX_ATTEMPTS:
+            store.lock(payment_id)
+            raise PaymentLocked(attempts_left=0)
+        raise InvalidOtp(attempts_left=otp.MAX_ATTEMPTS - attempt)
 
     def get(self, payment_id: str) -> dict:
         """What a client may see of a payment: never its OTP or fingerprint."""

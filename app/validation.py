@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from flask import Request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .cards import luhn_ok
@@ -66,7 +75,7 @@ class InitiateRequest(_Body):
         if not m:
             raise ValueError("must be MM/YY")
         month, year = int(m[1]), 2000 + int(m[2])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if (year, month) < (now.year, now.month):
             raise ValueError("is in the past")
         return v
@@ -142,6 +151,11 @@ def parse_body(request: Request, model: type[_Body], allow_empty: bool = False):
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise BodyTooLarge() from None
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        # A chunked body (no Content-Length) is cut at the limit without an error
+        # by Werkzeug; parsing the truncated part would answer a misleading 400.
+        raise BodyTooLarge()
     if not raw.strip() and allow_empty:
         data = {}
     else:

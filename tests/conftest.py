@@ -64,14 +64,9 @@ def auth():
 @pytest.fixture(scope="session")
 def live_server(mongo_url, redis_url):
     """The app under real gunicorn with 2 workers, for the session."""
-    db = unique("live_")
-    svc = rig.gunicorn(rig.temp_dir("gunicorn"), mongo_url, redis_url, workers=2,
-                       extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": unique("live:") + ":"}).start()
-    application = rig.App(svc)
-    application.wait_ready()
-    application.db_name = db
+    application = rig.start_app("live", mongo_url, redis_url)
     yield application
-    svc.stop()
+    application.service.stop()
 
 
 @pytest.fixture

@@ -55,7 +55,9 @@ def main() -> int:
 
     locustfile = ROOT / "loadtest" / "locustfile.py"
     if locustfile.exists():
-        start("locust", [sys.executable, "-m", "locust", "-f", str(locustfile), "--config",
+        # The shapes file adds the workshop's load shapes to the UI's shape menu (class-picker).
+        locustfiles = f"{locustfile},{ROOT / 'loadtest' / 'shapes.py'}"
+        start("locust", [sys.executable, "-m", "locust", "-f", locustfiles, "--config",
                          str(ROOT / "loadtest" / "locust.conf"), "--host", app_url,
                          "--web-host", "127.0.0.1", "--web-port", str(locust_port)],
               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

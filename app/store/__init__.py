@@ -14,9 +14,9 @@ STORES: dict[str, type[MongoPaymentStore]] = {
 }
 
 
-def store_for(mode: str, db, knobs: dict, inflight) -> PaymentStore:
+def store_for(mode: str, db, knobs: dict, inflight, drainer=None) -> PaymentStore:
     """The store implementing `mode`, bound to this request's knobs."""
-    return STORES[mode](db, knobs, inflight)
+    return STORES[mode](db, knobs, inflight, drainer)
 
 
 __all__ = ["AuditDrainer", "PaymentStore", "STORES", "store_for"]

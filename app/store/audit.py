@@ -4,7 +4,7 @@
 contention wait that grows with the writes in flight (the workshop's hidden
 timing dependency). `audit-async`, the fix, puts them in an outbox inside the
 intent document itself (no extra write, so nothing to lose if a worker dies)
-and the AuditDrainer moves them to `audit_logs` off the critical path.
+and the AuditDrainer copies them to `audit_logs` off the critical path.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ class AuditAsyncStore(MongoPaymentStore):
     def create_intent(self, intent: dict) -> None:
         self._round_trip()
         record = audit_record(intent["_id"], "intent_created", self.mode, "async")
-        self.intents.insert_one({**intent, "status": "created", "mode": self.mode,
-                                 "audit_pending": True, "audit_outbox": [record]})
+        self.intents.insert_one({**intent, "status": "created", "mode": self.mode, "audit_outbox": [record]})
 
     @unavailable_on_error
     def mark_awaiting_otp(self, payment_id: str) -> None:
@@ -56,6 +55,6 @@ class AuditAsyncStore(MongoPaymentStore):
         record = audit_record(payment_id, "awaiting_otp", self.mode, "async")
         self.intents.update_one(
             {"_id": payment_id, "status": "created"},
-            {"$set": {"status": "awaiting_otp", "updated_at": time.time(), "audit_pending": True},
-             "$push": {"audit_outbox": record}},
+            {"$set": {"status": "awaiting_otp", "updated_at": time.time()}, "$push": {"audit_outbox": record}},
         )
+        self.drainer.notify(payment_id)

@@ -26,11 +26,14 @@ class PaymentStore(Protocol):
     def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
         """Store an OTP's hash on a ready intent that has none yet; False if it could not."""
 
-    def register_wrong_otp(self, payment_id: str, max_attempts: int) -> dict | None:
-        """Count one wrong OTP (locking at max_attempts); the updated intent, or None."""
+    def claim_attempt(self, payment_id: str, max_attempts: int) -> int | None:
+        """Use up one of the OTP attempts (1..max_attempts); None when all are used."""
 
-    def mark_succeeded(self, payment_id: str, otp_hash: str, now: float) -> bool:
-        """Charge once: awaiting_otp → succeeded if the hash matches; False if nothing changed."""
+    def lock(self, payment_id: str) -> None:
+        """Lock a payment whose attempts are used up."""
+
+    def charge_once(self, payment: dict, now: float) -> dict:
+        """Charge the payment exactly once, mark it `succeeded`; returns the charge."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

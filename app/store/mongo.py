@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 import time
 
-from pymongo import ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..errors import StoreUnavailable
 
@@ -36,11 +35,14 @@ class MongoPaymentStore:
 
     mode = "original"
 
-    def __init__(self, db: Database, knobs: dict, inflight=None):
+    def __init__(self, db: Database, knobs: dict, inflight=None, drainer=None):
         self.intents = db.payment_intents
         self.audit_logs = db.audit_logs
+        self.attempts = db.otp_attempts
+        self.charges = db.charges
         self.knobs = knobs
         self.inflight = inflight
+        self.drainer = drainer
 
     def _round_trip(self) -> None:
         """The simulated network round trip before each write (knob write_latency_ms)."""
@@ -65,33 +67,48 @@ class MongoPaymentStore:
     def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
         result = self.intents.update_one(
             {"_id": payment_id, "status": "awaiting_otp", "otp_hash": None},
-            {"$set": {"otp_hash": otp_hash, "otp_expires_at": expires_at, "otp_attempts": 0}},
+            {"$set": {"otp_hash": otp_hash, "otp_expires_at": expires_at}},
         )
         return result.modified_count == 1
 
-    @unavailable_on_error
-    def register_wrong_otp(self, payment_id: str, max_attempts: int) -> dict | None:
-        doc = self.intents.find_one_and_update(
-            {"_id": payment_id, "status": "awaiting_otp"},
-            {"$inc": {"otp_attempts": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc and doc.get("otp_attempts", 0) >= max_attempts:
-            self.intents.update_one({"_id": payment_id, "status": "awaiting_otp"},
-                                    {"$set": {"status": "locked", "updated_at": time.time()}})
-            doc["status"] = "locked"
-        return doc
+    # The verbs below decide who wins a race with an insert under a unique _id:
+    # the one write every MongoDB-wire server makes atomic (FerretDB v1 applies
+    # concurrent updates of one document as read-modify-write, so conditional
+    # updates alone could charge twice or lose a lock).
 
     @unavailable_on_error
-    def mark_succeeded(self, payment_id: str, otp_hash: str, now: float) -> bool:
-        # One conditional update: of two concurrent correct verifies, one matches.
-        result = self.intents.update_one(
-            {"_id": payment_id, "status": "awaiting_otp", "otp_hash": otp_hash,
-             "otp_expires_at": {"$gt": now}},
-            {"$set": {"status": "succeeded", "succeeded_at": now, "updated_at": now},
-             "$inc": {"charge_count": 1}},
-        )
-        return result.modified_count == 1
+    def claim_attempt(self, payment_id: str, max_attempts: int) -> int | None:
+        for attempt in range(1, max_attempts + 1):
+            try:
+                self.attempts.insert_one({"_id": f"{payment_id}:{attempt}", "payment_id": payment_id,
+                                          "at": time.time()})
+                return attempt
+            except DuplicateKeyError:
+                continue
+        return None
+
+    @unavailable_on_error
+    def lock(self, payment_id: str) -> None:
+        self.intents.update_one({"_id": payment_id, "status": "awaiting_otp"},
+                                {"$set": {"status": "locked", "updated_at": time.time()}})
+        charge = self.charges.find_one({"_id": payment_id})
+        if charge:  # a right OTP won a slot alongside the last wrong one: the charge stands
+            self.intents.update_one({"_id": payment_id}, {"$set": {"status": "succeeded",
+                                                                   "succeeded_at": charge["at"]}})
+
+    @unavailable_on_error
+    def charge_once(self, payment: dict, now: float) -> dict:
+        try:
+            self.charges.insert_one({"_id": payment["_id"], "amount": payment["amount"],
+                                     "currency": payment["currency"], "at": now})
+            charge = {"_id": payment["_id"], "at": now}
+        except DuplicateKeyError:
+            charge = self.charges.find_one({"_id": payment["_id"]})
+        # Idempotent: whichever verify charged, the intent ends `succeeded` at the charge's time.
+        self.intents.update_one({"_id": payment["_id"]},
+                                {"$set": {"status": "succeeded", "succeeded_at": charge["at"],
+                                          "updated_at": now}})
+        return charge
 
     @unavailable_on_error
     def ping(self) -> None:

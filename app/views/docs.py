@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import flask_swagger_ui
 from flask import Blueprint, jsonify, send_from_directory
-from swagger_ui_bundle import swagger_ui_path
 
 from ..openapi import build_spec
 
 bp = Blueprint("docs", __name__)
 
+# Only Swagger UI's built files are used from flask-swagger-ui; its blueprint's
+# page has inline script, which our Content-Security-Policy forbids.
+SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>PayGate API</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
@@ -40,5 +47,5 @@ def docs_init():
 
 @bp.get("/docs/static/<path:filename>")
 def docs_static(filename: str):
-    """Swagger UI's own files, shipped inside the swagger-ui-bundle wheel."""
-    return send_from_directory(str(swagger_ui_path), filename)
+    """Swagger UI's own files, shipped inside the flask-swagger-ui wheel."""
+    return send_from_directory(SWAGGER_UI_DIST, filename)

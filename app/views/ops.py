@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+from importlib.metadata import version
 
-import flask
-import pymongo
 import redis
 from flask import Blueprint, Response, jsonify
 
@@ -57,8 +56,8 @@ def debug_config():
         backends={"mongodb": k.backends.mongo_kind, "redis": k.backends.redis_kind},
         settings=k.settings.redacted(),
         worker_pid=os.getpid(),
-        versions={"paygate": __version__, "python": platform.python_version(), "flask": flask.__version__,
-                  "pymongo": pymongo.version, "redis-py": redis.__version__},
+        versions={"paygate": __version__, "python": platform.python_version(),
+                  **{name: version(name) for name in ("flask", "gunicorn", "pymongo", "redis")}},
     )
 
 

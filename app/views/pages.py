@@ -1,13 +1,37 @@
-"""Browser pages: checkout, facilitator console, live board."""
+"""Browser pages: the participants' checkout and the facilitator console."""
 
 from __future__ import annotations
+
+import datetime
+from decimal import Decimal
 
 from flask import Blueprint, render_template
 
 bp = Blueprint("pages", __name__)
 
+# The demo's order and test card: what a participant sees prefilled.
+MERCHANT = "Northwind Outfitters"
+ITEM = "Trail running jacket"
+AMOUNT = Decimal("49.99")
+CURRENCY = "USD"
+TEST_CARD = "4111 1111 1111 1111"
+TEST_CVV = "123"
+
+
+def demo_expiry(today: datetime.date | None = None, years: int = 3) -> str:
+    """An expiry (MM/YY) a few years ahead, so the prefilled card never expires."""
+    today = today or datetime.date.today()
+    return f"{today.month:02d}/{(today.year + years) % 100:02d}"
+
 
 @bp.get("/")
 def checkout():
-    """The checkout page."""
-    return render_template("checkout.html")
+    """The checkout page, with the demo's test card prefilled."""
+    return render_template("checkout.html", merchant=MERCHANT, item=ITEM, amount=AMOUNT, currency=CURRENCY,
+                           card_number=TEST_CARD, expiry=demo_expiry(), cvv=TEST_CVV)
+
+
+@bp.get("/admin")
+def admin():
+    """The facilitator console: the token stays in the browser, never in the page or a URL."""
+    return render_template("admin.html")

@@ -1,0 +1,1 @@
+"""Traffic for the workshop: the Locust user, the traffic simulator and the contention table."""

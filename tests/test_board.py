@@ -1,0 +1,192 @@
+"""The live board: its page, and /board/data against real Redis, in one process
+and under gunicorn with 2 workers (counts must add up across workers)."""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from app import create_app
+from app.board import HISTORY_SECONDS, KEY_TTL_SECONDS, BoardStats, quantile_ms, ready_bucket
+
+from . import rig
+from .helpers import card_payload, initiate, unique
+
+
+def wait_for(probe, timeout: float = 8.0, every: float = 0.1):
+    """Poll probe() until it returns something truthy; that value, or the last one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def worker_pids(url: str, path: str = "/health", tries: int = 80) -> set[str]:
+    """The worker pids that answer fresh connections, once two have (bounded)."""
+    pids: set[str] = set()
+    for _ in range(tries):
+        pids.add(requests.get(url + path, timeout=10, headers={"Connection": "close"}).headers["X-Worker-Pid"])
+        if len(pids) >= 2:
+            break
+        time.sleep(0.1)
+    return pids
+
+
+def history_total(data: dict, key: str) -> int:
+    """A count summed over the board's 5-minute history."""
+    return sum(p[key] for p in data["history"]["points"])
+
+
+# -- the page -------------------------------------------------------------------
+
+
+def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client):
+    r = client.get("/board")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    assert re.search(r'<strong id="board-mode"[^>]*>original</strong>', html)
+    assert '<script src="/static/board.js"' in html
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline script"
+    assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
+    assert not re.search(r"\sstyle\s*=", html), "inline style"
+    for asset in ("/static/board.js", "/static/board.css"):
+        body = client.get(asset).get_data(as_text=True)
+        assert body and not re.search(r"https?://(?!www\.w3\.org/2000/svg)", body), asset
+    js = client.get("/static/board.js").get_data(as_text=True)
+    assert "/board/data" in js and "innerHTML" not in js
+    assert int(re.search(r"POLL_MS = (\d+)", js).group(1)) <= 2000
+
+
+# -- /board/data in one process ---------------------------------------------------
+
+
+def test_board_data_without_traffic(client):
+    data = client.get("/board/data").get_json()
+    assert data["mode"] == "original"
+    assert data["current"] == {"otp_success": 0, "otp_timeout": 0, "otp_success_rate": None,
+                               "ready_count": 0, "ready_p95_ms": None, "inflight_writes": 0}
+    assert data["otp_timeout_ms"] == 400 and data["success_target"] == 0.95
+    points = data["history"]["points"]
+    assert len(points) == HISTORY_SECONDS // data["history"]["step_seconds"]
+    assert points[-1]["t"] <= data["now"] < points[-1]["t"] + data["history"]["step_seconds"] + 1
+    assert data["mode_changes"] == []
+
+
+def test_board_data_counts_otp_outcomes_ready_times_and_flips(client, auth):
+    for _ in range(3):
+        assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "awaiting_otp"
+    data = wait_for(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 3 and d)
+    now = data["current"]
+    assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 0, 1.0)
+    assert 0 < now["ready_p95_ms"] <= 400 + 10  # an OTP was issued, so each write beat the deadline
+
+    # audit with a 50 ms deadline: the write (≈ 260 ms) misses it and still completes
+    assert client.patch("/admin/knobs", json={"otp_timeout_ms": 50}, headers=auth).status_code == 200
+    assert client.put("/admin/db-mode", json={"mode": "audit"}, headers=auth).status_code == 200
+    assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "otp_unavailable"
+    data = wait_for(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 4 and d)
+    now = data["current"]
+    assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 1, 0.75)
+    assert now["ready_p95_ms"] > data["otp_timeout_ms"] == 50
+    assert data["mode"] == "audit"
+    assert [(c["from"], c["to"]) for c in data["mode_changes"]] == [("original", "audit")]
+    assert data["now"] - 30 < data["mode_changes"][0]["at"] <= data["now"]
+    assert (history_total(data, "otp_success"), history_total(data, "otp_timeout")) == (3, 1)
+
+
+def test_p95_window_history_and_ttl_with_a_fixed_clock(app):
+    kit = app.extensions["paygate"]
+    rds, prefix = kit.backends.redis, kit.settings.key_prefix
+    t = 1_700_000_000.0
+    stats = BoardStats(rds, prefix, clock=lambda: t)
+    for ms in range(10, 1001, 10):  # 100 ready times, 10 ms … 1000 ms
+        stats.record_ready(ms / 1000)
+    stats.record_otp("success")
+    t += 60  # a minute later: one timeout, and a ready time of 3 s
+    stats.record_otp("timeout")
+    stats.record_ready(3.0)
+
+    summary = stats.summary(t)
+    assert summary["current"] == {"otp_success": 0, "otp_timeout": 1, "otp_success_rate": 0.0,
+                                  "ready_count": 1, "ready_p95_ms": 3000}
+    points = [p for p in summary["history"]["points"] if p["ready_count"]]
+    assert [p["ready_count"] for p in points] == [100, 1]
+    assert points[0]["ready_p95_ms"] == 950 and points[0]["otp_success_rate"] == 1.0
+    assert points[1]["t"] - points[0]["t"] == 60
+    # six minutes later everything has left the history
+    assert BoardStats(rds, prefix).summary(t + HISTORY_SECONDS + 1)["history"]["points"][-1]["ready_count"] == 0
+    ttls = [rds.ttl(k) for k in rds.scan_iter(prefix + "board:*")]
+    assert ttls and all(0 < ttl <= KEY_TTL_SECONDS for ttl in ttls)
+
+
+def test_quantile_and_buckets():
+    assert quantile_ms({}, 0.95) is None
+    assert ready_bucket(0.0) == 1 and ready_bucket(0.4) == 40 and ready_bucket(0.4001) == 41
+    assert ready_bucket(3600) == ready_bucket(10)  # capped
+    assert quantile_ms({40: 95, 41: 5}, 0.95) == 400
+    assert quantile_ms({40: 94, 41: 6}, 0.95) == 410
+
+
+def test_board_without_redis_answers_503_and_payments_still_work(mongo_url):
+    # Nothing listens on this port: every Redis call fails at once.
+    application = create_app({"mongo_url": mongo_url, "redis_url": f"redis://127.0.0.1:{rig.free_port()}/0",
+                              "mongo_db": unique("t_"), "key_prefix": unique("t:") + ":",
+                              "admin_token": rig.TEST_TOKEN, "secret_key": rig.TEST_SECRET})
+    try:
+        client = application.test_client()
+        r = client.post("/payment/initiate", json=card_payload())
+        assert r.status_code == 200 and r.get_json()["status"] == "awaiting_otp", r.get_json()
+        r = client.get("/board/data")
+        assert r.status_code == 503
+        assert r.get_json()["error"] == "board_unavailable" and r.get_json()["mode"] == "original"
+        assert client.get("/board").status_code == 200
+    finally:
+        application.extensions["paygate"].close()
+
+
+# -- across gunicorn workers ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app2(mongo_url, redis_url):
+    """A gunicorn app of this module's own (2 workers, its own key prefix: no other traffic)."""
+    application = rig.start_app("board", mongo_url, redis_url)
+    assert len(worker_pids(application.url)) == 2  # both workers booted
+    yield application
+    application.service.stop()
+
+
+def test_board_data_adds_up_over_both_workers(app2):
+    responses = []
+    with ThreadPoolExecutor(6) as pool:
+        # batches of fresh connections until both workers took payments (the kernel picks the worker)
+        while len(responses) < 200 and (len(responses) < 30 or len({r.headers["X-Worker-Pid"] for r in responses}) < 2):
+            responses += pool.map(lambda _: initiate(app2.url), range(10))
+    n = len(responses)
+    assert all(r.status_code == 200 for r in responses)
+    assert len({r.headers["X-Worker-Pid"] for r in responses}) == 2
+    issued = sum(r.json()["status"] == "awaiting_otp" for r in responses)
+
+    def board():
+        r = requests.get(app2.url + "/board/data", timeout=10, headers={"Connection": "close"})
+        return r.headers["X-Worker-Pid"], r.json()
+
+    def complete():
+        pid, data = board()
+        return history_total(data, "ready_count") == n and (pid, data)
+
+    assert wait_for(complete), board()[1]["history"]
+    answers = [board() for _ in range(4)]
+    while len({pid for pid, _ in answers}) < 2 and len(answers) < 60:
+        answers.append(board())  # fresh connections until both workers have answered
+    assert len({pid for pid, _ in answers}) == 2
+    for _, data in answers:
+        assert history_total(data, "otp_success") == issued
+        assert history_total(data, "otp_success") + history_total(data, "otp_timeout") == n
+        assert history_total(data, "ready_count") == n

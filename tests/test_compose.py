@@ -1,0 +1,346 @@
+"""The full stack's files, checked without a Docker engine.
+
+docker-compose.yml is loaded by compose-go, the loader inside Docker Compose v2
+(tools/composeconfig): the .env beside it, interpolation, the Compose
+specification's JSON schema and its consistency checks, exactly as
+`docker compose config` would. The tests then read the resolved project.
+The Dockerfile is linted with hadolint plus a few house checks, and its
+HEALTHCHECK command is run against the app under real gunicorn.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import yaml
+
+from app.config import load_settings
+
+from . import rig
+
+ROOT = rig.ROOT
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+CONFIG_TOOL = ROOT / ".cache" / "bin" / "composeconfig"
+
+# The ports the kit promises (README and the ports table of the behaviour contract).
+PUBLISHED = {"app": 8000, "locust": 8089, "mongo": 27017, "redis": 6379, "prometheus": 9090, "grafana": 3000}
+# Read by the app with no usable default for the full stack: unset, the app falls back to
+# in-process stand-ins (URLs) or per-process random secrets, which is wrong with several workers.
+REQUIRED_ENV = ("MONGO_URL", "REDIS_URL", "ADMIN_TOKEN", "PAYGATE_SECRET_KEY")
+MEMORY_BUDGET = 2 * 1024**3
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def composeconfig() -> Path:
+    """tools/composeconfig built with Go (the build cache makes a rebuild take about a second)."""
+    go = rig.require("go")
+    CONFIG_TOOL.parent.mkdir(parents=True, exist_ok=True)
+    build = subprocess.run([go, "build", "-trimpath", "-o", str(CONFIG_TOOL), "."], cwd=ROOT / "tools" / "composeconfig",
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    return CONFIG_TOOL
+
+
+def load(tool: Path, compose_file: Path) -> subprocess.CompletedProcess:
+    """Run the loader on a compose file (its .env is the one beside it)."""
+    return subprocess.run([str(tool), str(compose_file)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def project(composeconfig) -> dict:
+    """docker-compose.yml resolved with .env, as `docker compose config --format json` gives it."""
+    result = load(composeconfig, COMPOSE)
+    assert result.returncode == 0, f"docker-compose.yml does not load:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def services(project) -> dict:
+    return project["services"]
+
+
+def app_env_names() -> set[str]:
+    """Every environment name the app and its gunicorn config read, found in their source."""
+    pattern = re.compile(r"""(?:env|environ)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]+)["']|_(?:int|url)\(env,\s*["']([A-Z][A-Z0-9_]+)["']""")
+    names = set()
+    for source in (ROOT / "app" / "config.py", ROOT / "gunicorn.conf.py"):
+        for match in pattern.finditer(source.read_text()):
+            names.add(match.group(1) or match.group(2))
+    return names
+
+
+# --- the loader is a real check --------------------------------------------------------------
+
+
+def test_loader_rejects_what_docker_compose_rejects(composeconfig, tmp_path):
+    """A misspelt key fails the schema and a missing required value fails interpolation."""
+    shutil.copy(ROOT / ".env", tmp_path / ".env")
+    text = COMPOSE.read_text()
+    assert "    healthcheck:\n" in text
+    (tmp_path / "docker-compose.yml").write_text(text.replace("    healthcheck:\n", "    healthchek:\n", 1))
+    bad_key = load(composeconfig, tmp_path / "docker-compose.yml")
+    assert bad_key.returncode != 0 and "healthchek" in bad_key.stderr
+
+    (tmp_path / "docker-compose.yml").write_text(text)
+    env = (ROOT / ".env").read_text()
+    (tmp_path / ".env").write_text(re.sub(r"(?m)^ADMIN_TOKEN=.*\n", "", env))
+    no_token = load(composeconfig, tmp_path / "docker-compose.yml")
+    assert no_token.returncode != 0 and "ADMIN_TOKEN" in no_token.stderr
+
+
+# --- docker-compose.yml --------------------------------------------------------------------------
+
+
+def test_every_service_of_the_stack_is_defined(services):
+    assert set(services) == set(PUBLISHED) | {"locust-worker"}
+
+
+def test_every_promised_port_is_published(services):
+    for name, port in PUBLISHED.items():
+        published = {(int(p["target"]), int(p["published"])) for p in services[name].get("ports", [])}
+        assert (port, port) in published, f"{name} does not publish {port}"
+
+
+def test_every_service_has_a_healthcheck(services):
+    for name, svc in services.items():
+        check = svc.get("healthcheck") or {}
+        assert not check.get("disable") and check.get("test"), f"{name} has no healthcheck"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_start_order_waits_for_healthy_dependencies(services):
+    expected = {"app": {"mongo", "redis"}, "prometheus": {"app"}, "grafana": {"prometheus"},
+                "locust": {"app"}, "locust-worker": {"locust"}}
+    for name, deps in expected.items():
+        got = services[name].get("depends_on", {})
+        assert set(got) == deps, name
+        assert all(d["condition"] == "service_healthy" for d in got.values()), name
+
+
+def test_images_are_pinned(services):
+    for name, svc in services.items():
+        image = svc["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned"
+    assert services["mongo"]["image"].startswith("mongo:7.")
+    assert services["redis"]["image"].startswith("redis:7.")
+    assert services["app"]["build"]["dockerfile"] == "Dockerfile"
+
+
+def test_memory_limits_keep_the_stack_under_2_gib(services):
+    total = 0
+    for name, svc in services.items():
+        limit = svc.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+        assert limit, f"{name} has no memory limit"
+        total += int(limit)
+    assert total < MEMORY_BUDGET, f"the limits add up to {total / 1024**2:.0f} MiB"
+    # The figure the compose file and workshop.md tell the facilitator.
+    for doc in (COMPOSE, ROOT / "workshop.md"):
+        stated = re.findall(r"add up to (\d+) MiB", doc.read_text())
+        assert stated == [str(total // 1024**2)], f"{doc.name} states {stated} MiB, the limits add up to {total // 1024**2}"
+
+
+def test_locust_workers_scale(services):
+    """`--scale locust-worker=N` needs no fixed name and no published port; workers find the master."""
+    worker, master = services["locust-worker"], services["locust"]
+    assert "container_name" not in worker and not worker.get("ports")
+    assert "--worker" in worker["command"] and "--master-host=locust" in worker["command"]
+    assert "--master" in master["command"] and "--host=http://app:8000" in master["command"]
+
+
+def test_every_mounted_path_exists_in_the_repo(services):
+    mounts = 0
+    for name, svc in services.items():
+        for volume in svc.get("volumes", []):
+            if volume["type"] != "bind":
+                continue
+            source = Path(volume["source"])
+            assert source.is_relative_to(ROOT), f"{name} mounts {source}, outside the repo"
+            assert source.exists(), f"{name} mounts {source.relative_to(ROOT)}, which does not exist"
+            mounts += 1
+    assert mounts >= 4
+    # The files inside the mounts that the services are pointed at by name.
+    for path in ("dashboards/prometheus/prometheus.yml", "dashboards/prometheus/rules",
+                 "dashboards/grafana/provisioning/datasources", "dashboards/grafana/provisioning/dashboards",
+                 "dashboards/grafana/dashboards/paygate.json", "loadtest/locustfile.py", "loadtest/locust.conf"):
+        assert (ROOT / path).exists(), f"{path} is missing"
+
+
+def test_services_point_at_files_inside_their_mounts(services):
+    """Paths in commands and settings resolve through a mount to a file in the repo."""
+
+    def host_path(svc, container_path):
+        for volume in svc.get("volumes", []):
+            target = volume["target"].rstrip("/")
+            if volume["type"] == "bind" and (container_path == target or container_path.startswith(target + "/")):
+                return Path(volume["source"]) / container_path[len(target):].lstrip("/")
+        return None
+
+    prom = services["prometheus"]
+    config = next(a.split("=", 1)[1] for a in prom["command"] if a.startswith("--config.file="))
+    assert host_path(prom, config).is_file()
+    grafana = services["grafana"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert host_path(grafana, home).is_file()
+    for locust in (services["locust"], services["locust-worker"]):
+        for arg in locust["command"]:
+            if arg.startswith(("--locustfile=", "--config=")):
+                in_container = str(Path(locust["working_dir"]) / arg.split("=", 1)[1])
+                assert host_path(locust, in_container).is_file(), arg
+
+
+def test_prometheus_finds_its_rules_through_the_mount(services):
+    """promtool loads the mounted config and the rule files it names relative to itself."""
+    prom = services["prometheus"]
+    volume = next(v for v in prom["volumes"] if v["target"] == "/etc/prometheus")
+    result = subprocess.run([rig.require("promtool"), "check", "config", str(Path(volume["source"]) / "prometheus.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"SUCCESS: [1-9]\d* rules found", result.stdout), result.stdout
+
+
+def test_mounted_configs_address_services_of_the_stack(services):
+    """Prometheus scrapes the app and Grafana's datasource is Prometheus, by their compose names."""
+    prom = yaml.safe_load((ROOT / "dashboards/prometheus/prometheus.yml").read_text())
+    targets = [t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
+    assert "app:8000" in targets
+    for source in (ROOT / "dashboards/grafana/provisioning/datasources").glob("*.y*ml"):
+        for ds in yaml.safe_load(source.read_text()).get("datasources", []):
+            url = urlsplit(ds["url"])
+            assert url.hostname in services and url.port == PUBLISHED[url.hostname], ds["url"]
+
+
+def test_grafana_is_anonymous_viewer_with_the_dashboard_as_home(services):
+    env = services["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_ANALYTICS_CHECK_FOR_UPDATES"] == "false"
+    assert env["GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES"] == "false"
+    assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].endswith("/paygate.json")
+
+
+def test_app_gets_every_environment_name_it_reads(services):
+    names = app_env_names()
+    # The scan must find what config.py is known to read, or it proves nothing.
+    assert {"MONGO_URL", "REDIS_URL", "ADMIN_TOKEN", "WEB_CONCURRENCY", "BIND"} <= names
+    env = services["app"]["environment"]
+    missing = sorted(names - set(env))
+    assert not missing, f"docker-compose.yml does not give the app {missing}"
+    for name in REQUIRED_ENV:
+        assert env[name], f"{name} is empty"
+
+
+def test_app_environment_is_valid_and_uses_the_real_backends(services):
+    """The app's own config check accepts the values, and nothing falls back to a stand-in."""
+    env = services["app"]["environment"]
+    settings = load_settings(env=env)
+    assert not settings.embedded
+    assert settings.mongo_url.startswith("mongodb://mongo:")
+    assert settings.redis_url.startswith("redis://redis:")
+    assert settings.admin_token == env["ADMIN_TOKEN"]
+    assert int(env["WEB_CONCURRENCY"]) >= 2, "the full stack runs several workers"
+    assert env["BIND"].endswith(":8000")
+
+
+def test_values_live_in_dotenv_and_the_compose_file_names_them():
+    text = COMPOSE.read_text()
+    dotenv = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines()
+                  if line.strip() and not line.startswith("#"))
+    for name in REQUIRED_ENV + ("GRAFANA_ADMIN_PASSWORD",):
+        assert dotenv.get(name), f".env has no value for {name}"
+        value = re.escape(dotenv[name])
+        assert not re.search(rf"""(?m)[:=]\s*["']?{value}["']?\s*$""", text), f"{name}'s value is written in docker-compose.yml"
+    # Every ${NAME} in the compose file has its value in .env.
+    for name in set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text)):
+        assert name in dotenv, f"${{{name}}} has no value in .env"
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or rig.require("hadolint")
+    result = subprocess.run([hadolint, "--failure-threshold", "info", str(DOCKERFILE)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_house_rules():
+    """What hadolint does not insist on: pinned slim base, non-root, HEALTHCHECK, our gunicorn config."""
+    ins = dockerfile_instructions()
+    froms = [args for word, args in ins if word == "FROM"]
+    assert len(froms) == 1 and re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", froms[0]), froms
+    users = [args for word, args in ins if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert [word for word, _ in ins].count("HEALTHCHECK") == 1
+    health = next(args for word, args in ins if word == "HEALTHCHECK")
+    assert "/health" in health and "curl" not in health
+    assert not any(word == "ADD" for word, _ in ins), "COPY, never ADD (no remote URLs, no auto-extraction)"
+    for word, args in ins:
+        if word == "RUN" and "pip install" in args:
+            assert "--no-cache-dir" in args
+    cmd = next(args for word, args in ins if word == "CMD")
+    assert "gunicorn" in cmd and "gunicorn.conf.py" in cmd
+    assert any(word == "ENV" and "PROMETHEUS_MULTIPROC_DIR=/tmp/" in args for word, args in ins)
+    for word, args in ins:
+        if word == "COPY":
+            for source in args.split()[:-1]:
+                assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
+
+
+def test_image_dependencies_are_pinned():
+    """The image installs [project] dependencies from pyproject.toml: each must be an exact pin."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert deps and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", d) for d in deps), deps
+
+
+def test_build_context_leaves_out_secrets_and_local_state():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".env", ".venv", ".git", ".cache"} <= ignored
+    for word, args in dockerfile_instructions():
+        if word == "COPY":
+            for source in args.split()[:-1]:
+                assert source not in ignored, f"COPY {source}, but .dockerignore leaves it out"
+
+
+def healthcheck_argv() -> list[str]:
+    """The Dockerfile's HEALTHCHECK command, with this machine's Python."""
+    health = next(args for word, args in dockerfile_instructions() if word == "HEALTHCHECK")
+    argv = json.loads(health[health.index("CMD") + 3:].strip())
+    assert argv[0] == "python"
+    return [sys.executable, *argv[1:]]
+
+
+def test_dockerfile_healthcheck_probes_the_running_app(live):
+    """The HEALTHCHECK passes against gunicorn on real Redis and MongoDB-wire, and fails with nothing there."""
+    assert requests.get(live.url + "/health", timeout=5).status_code == 200
+    argv = healthcheck_argv()
+    ok = subprocess.run(argv, env={"BIND": f"0.0.0.0:{live.service.port}"}, capture_output=True, timeout=10)
+    assert ok.returncode == 0, ok.stderr
+    down = subprocess.run(argv, env={"BIND": f"0.0.0.0:{rig.free_port()}"}, capture_output=True, timeout=10)
+    assert down.returncode != 0

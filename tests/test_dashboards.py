@@ -1,0 +1,178 @@
+"""The Grafana provisioning and dashboard: datasource uid, panels, and that every
+expression (panels, annotation, alert rules) is valid PromQL naming only metrics
+the running app really exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from . import rig
+from .helpers import initiate, verify
+
+DASHBOARDS = rig.ROOT / "dashboards"
+DASHBOARD_JSON = DASHBOARDS / "grafana" / "dashboards" / "paygate.json"
+RULES = DASHBOARDS / "prometheus" / "rules" / "paygate.yml"
+DATASOURCE_UID = "paygate-prometheus"
+# Grafana's variables, as Grafana would expand them for a short dashboard range.
+GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$__interval": "15s", "$__range": "5m"}
+# PromQL words that look like metric names but are not.
+PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "rate", "irate", "increase", "changes",
+                "histogram_quantile", "by", "without", "on", "ignoring", "group_left", "group_right",
+                "and", "or", "unless", "offset", "vector", "le", "bool"}
+
+
+def load_dashboard() -> dict:
+    """The dashboard JSON as Grafana loads it."""
+    return json.loads(DASHBOARD_JSON.read_text())
+
+
+def substitute(expr: str) -> str:
+    """An expression with Grafana's variables replaced, ready for Prometheus."""
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    return expr
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(where, expression) for every panel target and annotation of the dashboard."""
+    dash = load_dashboard()
+    out = [(f"panel {p['title']!r} {t['refId']}", t["expr"]) for p in dash["panels"] for t in p["targets"]]
+    out += [(f"annotation {a['name']!r}", a["expr"]) for a in dash["annotations"]["list"]]
+    return out
+
+
+def alert_rules() -> list[dict]:
+    """Every rule of our rule files."""
+    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression reads (label values and strings removed first)."""
+    bare = re.sub(r'"[^"]*"', '""', expr)
+    bare = re.sub(r"\{[^}]*\}", "", bare)
+    bare = re.sub(r"\[[^\]]*\]", "", bare)
+    bare = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", bare)
+    return {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare) if w not in PROMQL_WORDS}
+
+
+# -- the dashboard file --------------------------------------------------------
+
+
+def test_dashboard_identity_and_every_datasource_is_the_provisioned_one():
+    dash = load_dashboard()
+    assert dash["uid"] == "paygate-otp-cascade"
+    assert dash["title"] == "PayGate — OTP cascade"
+    assert dash["panels"]
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
+        assert panel["targets"], panel["title"]
+        for t in panel["targets"]:
+            assert t["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, (panel["title"], t)
+    annotations = dash["annotations"]["list"]
+    assert annotations
+    for a in annotations:
+        assert a["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, a
+
+
+def test_dashboard_has_the_panels_participants_need():
+    dash = load_dashboard()
+    by_title = {p["title"]: p for p in dash["panels"]}
+    exprs = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in by_title.items()}
+
+    def panel_with(*needles):
+        found = [t for t, e in exprs.items() if all(n in e for n in needles)]
+        assert found, needles
+        return [by_title[t] for t in found]
+
+    assert any(p["options"].get("textMode") == "name" for p in panel_with("paygate_db_mode"))  # mode by name
+    success = [p for p in panel_with('result="success"', "paygate_otp_generation_total")
+               if p["fieldConfig"]["defaults"]["unit"] == "percentunit"]
+    assert any({"color": "red", "value": 0.95} in p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+               and p["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
+               for p in success if p["type"] == "timeseries")
+    ready = panel_with("histogram_quantile(0.5,", "histogram_quantile(0.95,", "histogram_quantile(0.99,",
+                       "paygate_payment_ready_seconds_bucket")[0]
+    assert {"color": "red", "value": 0.4} in ready["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert ready["fieldConfig"]["defaults"]["unit"] == "s"
+    panel_with("paygate_inflight_writes")
+    panel_with("paygate_http_request_duration_seconds_count", 'status=~"5.."')
+    panel_with("paygate_otp_verification_total", "by (result)")
+    panel_with("paygate_audit_records_total", "by (path)")
+    panel_with("paygate_orphaned_intents_total")
+    assert "paygate_db_mode" in dash["annotations"]["list"][0]["expr"]
+    assert dash["refresh"] in ("5s", "10s")
+
+
+def test_panels_fit_the_grid_without_overlapping():
+    cells = {}
+    for p in load_dashboard()["panels"]:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = p["title"]
+    ids = [p["id"] for p in load_dashboard()["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_provisioning_files():
+    prov = DASHBOARDS / "grafana" / "provisioning"
+    sources = yaml.safe_load((prov / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert [(s["uid"], s["type"], s["url"]) for s in sources] == [
+        (DATASOURCE_UID, "prometheus", "http://prometheus:9090")]
+    providers = yaml.safe_load((prov / "dashboards" / "paygate.yml").read_text())["providers"]
+    assert [p["options"]["path"] for p in providers] == ["/var/lib/grafana/dashboards"]
+    assert all(p["type"] == "file" for p in providers)
+
+
+def test_every_expression_is_valid_promql(tmp_path):
+    # promtool parses each expression as a recording rule: a syntax error fails here,
+    # before any Prometheus is started.
+    rules = [{"record": f"paygate_check:expr{i}", "expr": substitute(expr)}
+             for i, (_, expr) in enumerate(dashboard_queries())]
+    path = tmp_path / "dashboard_exprs.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    out = subprocess.run([rig.require("promtool"), "check", "rules", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(rules)} rules found" in out.stdout
+
+
+def test_metric_name_extraction_sees_through_labels_and_functions():
+    expr = 'histogram_quantile(0.95, sum by (mode, le) (rate(x_bucket{a="b, c"}[1m]))) > 0.4 or vector(0)'
+    assert metric_names(expr) == {"x_bucket"}
+
+
+# -- against the running app ----------------------------------------------------
+
+
+@pytest.fixture
+def exported(live):
+    """Every sample name the live app (2 gunicorn workers) exports once each metric was touched."""
+    live.admin("PATCH", "/admin/knobs", json={"otp_timeout_ms": 50}).raise_for_status()
+    live.set_mode("audit")
+    time.sleep(0.3)  # the workers' mode cache
+    initiate(live.url)  # a timeout: orphan, sync audit records
+    live.reset()
+    verify(live.url, "pay_" + "0" * 24, "123456")
+    time.sleep(0.6)  # the orphan's write completes
+    text = requests.get(live.url + "/metrics", timeout=10).text
+    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_every_expression_names_only_metrics_the_app_exports(exported):
+    queries = dashboard_queries() + [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()]
+    for where, expr in queries:
+        names = metric_names(substitute(expr))
+        assert names, f"{where} reads no metric"
+        missing = names - exported
+        assert not missing, f"{where} reads {missing}, which the app does not export"

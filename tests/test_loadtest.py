@@ -1,0 +1,171 @@
+"""The traffic tools against the live app (gunicorn, 2 workers, real Redis and FerretDB).
+
+Locust always runs as a subprocess: importing it here would let gevent
+monkey-patch this process and break every other client the suite uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from loadtest.contention import wait_drained
+
+from . import rig
+
+pytestmark = pytest.mark.integration
+
+ROOT = rig.ROOT
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+SUMMARY = re.compile(r"^Total: (\d+) \| Success: (\d+) \| Failed: (\d+) \| Rate: (\d+(?:\.\d+)?)%$")
+
+
+def locust(url: str, out: Path, users: int, seconds: int, think: float) -> dict[str, list[dict]]:
+    """Run the workshop locustfile headless; returns its --csv stats and failures rows."""
+    argv = [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--config", "loadtest/locust.conf",
+            "--headless", "--host", url, "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+            "--think-time", str(think), "--csv", str(out / "run"), "--only-summary", "--exit-code-on-error", "0"]
+    done = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=seconds + 40)
+    assert done.returncode == 0, done.stderr[-2000:]
+    read = lambda name: list(csv.DictReader(open(out / f"run_{name}.csv", newline="")))  # noqa: E731
+    return {"stats": read("stats"), "failures": read("failures")}
+
+
+def patch_knobs(live, **knobs) -> None:
+    live.admin("PATCH", "/admin/knobs", json=knobs).raise_for_status()
+
+
+def test_locust_records_no_failure_on_a_healthy_gateway(live, tmp_path):
+    # The deadline is widened so that a busy CI machine cannot make `original` miss it:
+    # this test is about the locustfile not reporting false failures.
+    patch_knobs(live, otp_timeout_ms=5000)
+    result = locust(live.url, tmp_path, users=3, seconds=5, think=0.2)
+
+    rows = {r["Name"]: r for r in result["stats"]}
+    assert result["failures"] == []
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    for name in ("/payment/initiate", "/payment/verify-otp", "/payment/[id]", "checkout page"):
+        assert int(rows[name]["Request Count"]) > 0, name
+    # Payment ids are grouped under one name, never one row per id.
+    assert not [n for n in rows if n.startswith("/payment/pay_")]
+
+
+def test_locust_names_the_silent_failure_otp_unavailable(live, tmp_path):
+    live.set_mode("audit")
+    result = locust(live.url, tmp_path, users=10, seconds=5, think=0)
+    wait_drained(live.url)  # let the piled-up writes finish before the next test
+
+    failures = {(r["Name"], r["Error"]): int(r["Occurrences"]) for r in result["failures"]}
+    assert failures.get(("/payment/initiate", "OTP unavailable"), 0) > 0, failures
+    # HTTP errors (a 503 on an overloaded machine, say) would be rows of their own, never mixed in.
+    assert all(error == "OTP unavailable" or error.startswith("HTTPError(") for _, error in failures), failures
+
+
+def test_simulate_prints_the_original_summary(live):
+    done = subprocess.run([sys.executable, "-m", "loadtest.simulate", "3", "--duration", "2", "--host", live.url],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "🚀 Traffic Test: 3 concurrent workers"
+    total, success, failed, rate = SUMMARY.match(lines[1]).groups()
+    assert len(lines) == 2
+    assert int(total) > 0 and int(total) == int(success) + int(failed)
+    assert float(rate) == pytest.approx(100 * int(success) / int(total), abs=0.05)
+
+
+def test_simulate_fails_when_the_app_is_unreachable():
+    url = f"http://127.0.0.1:{rig.free_port()}"
+    done = subprocess.run([sys.executable, "-m", "loadtest.simulate", "2", "--duration", "1", "--host", url],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "cannot reach" in done.stderr and done.stdout == ""
+
+
+def mode_of(live) -> str:
+    return requests.get(live.url + "/admin/db-mode", timeout=5).json()["mode"]
+
+
+def test_contention_measures_audit_and_restores_the_mode_it_found(live):
+    live.set_mode("audit-async")
+    knobs = requests.get(live.url + "/admin/knobs", timeout=5).json()["knobs"]
+    done = subprocess.run([sys.executable, "-m", "loadtest.contention", "--host", live.url, "--sizes", "1,3"],
+                          cwd=ROOT, env={**ENV, "ADMIN_TOKEN": live.token}, capture_output=True, text=True,
+                          timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert mode_of(live) == "audit-async"
+
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if re.match(r"^\| \d", line)]
+    assert [int(r[0]) for r in rows] == [1, 3]
+    for n, measured, model, _original, otp in rows:
+        w, a, c = knobs["write_latency_ms"], knobs["audit_delay_ms"], knobs["contention_ms_per_write"]
+        assert float(model) == 4 * w + 2 * a + int(n) * c
+        assert float(measured.split()[0]) >= 2 * a  # the two audit delays really ran
+        assert re.match(rf"^ \d+/{int(n)} issued", otp)
+    assert [r[3].strip() for r in rows] == ["300", "400"]
+
+
+def test_contention_restores_the_mode_on_ctrl_c(live):
+    proc = subprocess.Popen([sys.executable, "-m", "loadtest.contention", "--host", live.url, "--sizes", "10,10,10"],
+                            cwd=ROOT, env={**ENV, "ADMIN_TOKEN": live.token}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        seen = None
+        while seen != "audit" and proc.poll() is None and time.monotonic() < deadline:
+            seen = mode_of(live)  # one answer only: another worker may still serve its cached mode
+            time.sleep(0.05)
+        assert seen == "audit", proc.stderr.read()[-1500:] if proc.poll() is not None else "never flipped"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    time.sleep(0.3)  # past every worker's runtime cache
+    assert mode_of(live) == "original"
+    assert "mode restored to original" in err
+    wait_drained(live.url)
+
+
+def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
+    port = rig.free_port()
+    ui = f"http://127.0.0.1:{port}"
+    # As `make up` starts it.
+    proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py,loadtest/shapes.py",
+                             "--config", "loadtest/locust.conf", "--host", live.url, "--web-host", "127.0.0.1",
+                             "--web-port", str(port)], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        rig.wait_for_port(port, timeout=30, proc=proc)
+        time.sleep(1)
+        assert requests.get(ui + "/stats/requests", timeout=5).json()["state"] == "ready"  # not auto-started
+        page = requests.get(ui + "/", timeout=5).text
+        assert re.search(r'"available_shape_classes": \["Default", "RushThenQuiet", "WorkshopRamp"\]', page)
+        assert '"num_users": 40' in page
+
+        started = requests.post(ui + "/swarm", data={"user_count": 2, "spawn_rate": 2, "host": live.url,
+                                                      "shape_class": "Default", "user_classes": "CheckoutUser",
+                                                      "think_time": "0.2"}, timeout=5)
+        assert started.json()["success"] is True
+        deadline = time.monotonic() + 15
+        stats = {}
+        while time.monotonic() < deadline:
+            stats = requests.get(ui + "/stats/requests", timeout=5).json()
+            if any(s["name"] == "/payment/verify-otp" and s["num_requests"] for s in stats["stats"]):
+                break
+            time.sleep(0.3)
+        assert stats["user_count"] == 2
+        assert any(s["name"] == "/payment/verify-otp" and s["num_requests"] for s in stats["stats"]), stats
+        requests.get(ui + "/stop", timeout=5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)

@@ -1,0 +1,150 @@
+"""The checkout and console pages as HTML: rendered, prefilled, self-contained, CSP-clean.
+
+Flask's test client on an app wired to the real Redis and FerretDB.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from app.views.pages import demo_expiry
+
+from . import rig
+
+PAGES = ["/", "/admin"]
+# A URL that leaves the app: http(s)://host or protocol-relative //host.
+EXTERNAL_URL = re.compile(r"(?:https?:)?//[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+
+
+class _Tags(HTMLParser):
+    """Every start tag with its attributes, and the text inside <script> and <style>."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.inline_code: list[str] = []
+        self._open: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._open = tag if tag in ("script", "style") else None
+
+    def handle_data(self, data):
+        if self._open and data.strip():
+            self.inline_code.append(f"<{self._open}>{data.strip()[:60]}")
+
+    def handle_endtag(self, tag):
+        self._open = None
+
+    def by_id(self, element_id: str) -> dict:
+        return next(attrs for _, attrs in self.tags if attrs.get("id") == element_id)
+
+
+def parse(html: str) -> _Tags:
+    tags = _Tags()
+    tags.feed(html)
+    return tags
+
+
+def assets(tags: _Tags) -> list[str]:
+    """The scripts and stylesheets a page loads."""
+    return [attrs["src"] for tag, attrs in tags.tags if tag == "script" and attrs.get("src")] + \
+           [attrs["href"] for tag, attrs in tags.tags if tag == "link" and attrs.get("rel") == "stylesheet"]
+
+
+def test_checkout_shows_the_order_and_the_prefilled_test_card(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    tags = parse(html)
+    amount = tags.by_id("order-amount")
+    assert amount["data-amount"] == "49.99" and amount["data-currency"] == "USD"
+    assert "Northwind Outfitters" in html and "Trail running jacket" in html
+    assert tags.by_id("card_number")["value"] == "4111 1111 1111 1111"
+    assert tags.by_id("cvv")["value"] == "123"
+    month, year = map(int, tags.by_id("expiry")["value"].split("/"))
+    today = datetime.date.today()
+    assert (2000 + year, month) > (today.year, today.month)
+    # Labels tie to the fields, and each field names the place its server error appears.
+    labels = {attrs["for"] for tag, attrs in tags.tags if tag == "label"}
+    for field in ("card_number", "expiry", "cvv", "otp"):
+        assert field in labels
+        assert f"{field}-error" in tags.by_id(field)["aria-describedby"]
+    assert tags.by_id("status")["aria-live"] == "polite"
+    assert "novalidate" in tags.by_id("card-form")  # the server's validation decides
+
+
+def test_the_prefilled_card_passes_the_servers_validation(client):
+    tags = parse(client.get("/").get_data(as_text=True))
+    amount = tags.by_id("order-amount")
+    body = {name: tags.by_id(name)["value"] for name in ("card_number", "expiry", "cvv")}
+    r = client.post("/payment/initiate", json={**body, "amount": amount["data-amount"],
+                                               "currency": amount["data-currency"]})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.get_json()["status"] == "awaiting_otp"
+
+
+@pytest.mark.parametrize("today, expected", [
+    (datetime.date(2026, 1, 1), "01/29"),
+    (datetime.date(2031, 12, 31), "12/34"),
+    (datetime.date(2099, 6, 15), "06/02"),
+])
+def test_demo_expiry_is_computed_ahead_of_today(today, expected):
+    assert demo_expiry(today) == expected
+
+
+def test_console_page_renders_without_the_token(client):
+    r = client.get("/admin")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    assert rig.TEST_TOKEN not in html
+    tags = parse(html)
+    assert [a["data-mode"] for _, a in tags.tags if "data-mode" in a] == ["original", "audit", "audit-async"]
+    token = tags.by_id("token")
+    assert token["type"] == "password" and "name" not in token  # never sent as a form field, so never in a URL
+    for element_id in ("mode-now", "mode-revert", "ttl", "knobs-form", "reset-button", "history-body", "answer"):
+        tags.by_id(element_id)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_have_no_inline_code(client, path):
+    """What the Content-Security-Policy would block: inline scripts, handlers, styles, javascript: URLs."""
+    tags = parse(client.get(path).get_data(as_text=True))
+    assert tags.inline_code == []
+    for tag, attrs in tags.tags:
+        assert not [name for name in attrs if name.startswith("on")], (tag, attrs)
+        assert "style" not in attrs, (tag, attrs)
+        for name in ("href", "src", "action"):
+            assert not (attrs.get(name) or "").strip().lower().startswith("javascript:"), (tag, attrs)
+    assert any(tag == "script" for tag, _ in tags.tags)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_and_their_assets_load_nothing_from_outside(client, path):
+    tags = parse(client.get(path).get_data(as_text=True))
+    for tag, attrs in tags.tags:
+        for name in ("href", "src", "action"):
+            assert not EXTERNAL_URL.match(attrs.get(name) or ""), (tag, attrs)
+    files = assets(tags)
+    assert any(f.endswith(".js") for f in files) and any(f.endswith(".css") for f in files)
+    for url in files:
+        r = client.get(url)
+        assert r.status_code == 200, url
+        text = r.get_data(as_text=True)
+        assert not re.search(r"https?://", text), url
+        assert not re.search(r"""url\(\s*['"]?(?!data:|/)[a-z]+:""", text), url
+        assert not re.search(r"""(fetch|import)\(\s*['"](?:https?:)?//""", text), url
+
+
+@pytest.mark.parametrize("path, mimetype", [("/static/checkout.js", "text/javascript"),
+                                            ("/static/admin.js", "text/javascript"),
+                                            ("/static/style.css", "text/css"),
+                                            ("/static/favicon.svg", "image/svg+xml")])
+def test_static_files_have_their_real_types(client, path, mimetype):
+    """With X-Content-Type-Options: nosniff the browser trusts these types only."""
+    r = client.get(path)
+    assert r.status_code == 200 and r.mimetype == mimetype

@@ -1,0 +1,200 @@
+"""workshop.md cannot drift from the product.
+
+Every command in the guide that talks to the kit sits in a ```bash runnable
+block. Those blocks run here, in order, against the kit exactly as `make up`
+starts it (tools/up.py: gunicorn, Locust's web UI, Prometheus), with the
+guide's localhost ports swapped for free ones. Each must exit 0; a comment
+`# → text` in a block is output that must appear, and `# expect a success rate
+of at least/at most N %` bounds the rate the traffic simulator prints. Numbers
+the guide quotes from the benchmark link to bench/RESULTS.md and must be there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+import yaml
+
+from . import rig
+
+ROOT = rig.ROOT
+GUIDE = ROOT / "workshop.md"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+TOKEN = "workshop-test-token"
+FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
+EXPECT = re.compile(r"^\s*#\s*→\s?(.+?)\s*$", re.M)
+RATE_BOUND = re.compile(r"expect a success rate of (at least|at most) (\d+(?:\.\d+)?) ?%")
+RATE = re.compile(r"Rate: (\d+(?:\.\d+)?)%")
+# What a command that talks to the kit looks like, inside or outside a runnable block.
+KIT_COMMAND = re.compile(r"localhost:\d+|127\.0\.0\.1:\d+|loadtest\.simulate|\bcurl\b")
+
+
+@dataclass
+class Block:
+    """One fenced code block of the guide."""
+
+    info: str
+    body: str
+    line: int
+    expects: list[str] = field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        return self.info.split()[:2] == ["bash", "runnable"]
+
+
+def guide_blocks() -> list[Block]:
+    """The fenced blocks of workshop.md, in order."""
+    text = GUIDE.read_text()
+    blocks = []
+    for m in FENCE.finditer(text):
+        body = m.group(2)
+        blocks.append(Block(m.group(1).strip(), body, text.count("\n", 0, m.start()) + 1, EXPECT.findall(body)))
+    return blocks
+
+
+# --- the guide's own consistency ------------------------------------------------------------------
+
+
+def test_guide_has_runnable_blocks_for_every_step():
+    blocks = [b for b in guide_blocks() if b.runnable]
+    bodies = "\n".join(b.body for b in blocks)
+    # The session's steps: baseline, flip, observe, diagnose, fix (both fixes), reset.
+    for needle in ("/health", '"mode": "audit"', "loadtest.simulate", "/metrics", ":9090/api/v1/query",
+                   '"mode": "audit-async"', '"silent_failures": false', "/admin/reset"):
+        assert needle in bodies, f"no runnable block uses {needle}"
+
+
+def test_every_command_that_talks_to_the_kit_is_runnable():
+    for block in guide_blocks():
+        if not block.runnable and block.info.split()[:1] in (["bash"], ["sh"], ["console"], ["shell"]):
+            lines = [line for line in block.body.splitlines() if not line.lstrip().startswith("#")]
+            talking = [line for line in lines if KIT_COMMAND.search(line) and "docker compose" not in line]
+            assert not talking, f"workshop.md line {block.line}: not in a runnable block: {talking}"
+
+
+def test_timeline_fits_a_60_to_90_minute_session():
+    text = GUIDE.read_text()
+    minutes = [int(m) for m in re.findall(r"^\| *\d+ *\| [^|]+\| *(\d+) min *\|", text, re.M)]
+    assert minutes, "no timeline table (| step | what | N min |)"
+    assert 60 <= sum(minutes) <= 90, f"the timeline adds up to {sum(minutes)} min"
+
+
+def test_quoted_benchmark_numbers_appear_in_the_results():
+    """A figure linked to bench/RESULTS.md must be one the benchmark really measured."""
+    results = RESULTS.read_text()
+    quotes = re.findall(r"\[([^\]]*\d[^\]]*)\]\(bench/RESULTS\.md(?:#([^)]*))?\)", GUIDE.read_text())
+    assert len(quotes) >= 4, "the guide quotes too few measured numbers"
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+?)\s*$", results, re.M)}
+    for quote, anchor in quotes:
+        assert not anchor or anchor in anchors, f"workshop.md links to a section bench/RESULTS.md no longer has: #{anchor}"
+        for number in re.findall(r"\d+(?:\.\d+)?", quote):
+            assert re.search(rf"(?<![\d.]){re.escape(number)}(?![\d]|\.\d)", results), \
+                f"workshop.md quotes {number} ({quote!r}) but bench/RESULTS.md does not have it"
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_docker_compose_commands_name_real_services():
+    services = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"])
+    named = 0
+    for block in guide_blocks():
+        for line in block.body.splitlines():
+            line = line.split("#", 1)[0]
+            if "docker compose" not in line:
+                continue
+            for name in re.findall(r"--scale ([\w-]+)=", line):
+                assert name in services, line
+                named += 1
+            # The first word after the subcommand and its flags (--entrypoint takes a value) is a service.
+            line = re.sub(r"--entrypoint[ =]\S+", "", line)
+            m = re.search(r"docker compose (?:logs|restart|exec|run|stop|start)(?: +-\S+)* +([a-z][\w-]*)", line)
+            if m:
+                assert m.group(1) in services, line
+                named += 1
+    assert named >= 2
+
+
+# --- the runnable blocks against a real `make up` ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kit():
+    """tools/up.py (what `make up` runs) on free ports, with a known admin token."""
+    rig.require("prometheus")
+    rig.require("curl")
+    ports = {"PORT": rig.free_port(), "LOCUST_PORT": rig.free_port(), "PROMETHEUS_PORT": rig.free_port()}
+    workdir = rig.temp_dir("workshop")
+    log = open(workdir / "up.log", "wb")
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": TOKEN}
+    env.pop("MONGO_URL", None)
+    env.pop("REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log.close()
+    try:
+        for port in ports.values():
+            rig.wait_for_port(port, 30, proc)
+        app = f"http://127.0.0.1:{ports['PORT']}"
+        deadline = time.monotonic() + 20
+        while requests.get(app + "/ready", timeout=2).status_code != 200:
+            assert time.monotonic() < deadline, "the kit never became ready"
+            time.sleep(0.2)
+        yield ports
+    finally:
+        # SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def localise(body: str, ports: dict) -> str:
+    """The block with the guide's default ports swapped for the test kit's."""
+    for default, name in ((8000, "PORT"), (8089, "LOCUST_PORT"), (9090, "PROMETHEUS_PORT")):
+        body = body.replace(f"localhost:{default}", f"127.0.0.1:{ports[name]}")
+    return body
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_runnable_blocks_run_against_make_up(kit):
+    blocks = [b for b in guide_blocks() if b.runnable]
+    env = {**os.environ, "ADMIN_TOKEN": TOKEN}
+    rates = []
+    for block in blocks:
+        script = localise(block.body, kit)
+        leftover = re.findall(r"localhost:\d+", script)
+        assert not leftover, f"line {block.line}: {leftover} is not part of `make up`"
+        started = time.monotonic()
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=90)
+        where = f"workshop.md line {block.line} ({time.monotonic() - started:.1f} s)"
+        print(where, RATE.findall(result.stdout))
+        assert result.returncode == 0, f"{where} exited {result.returncode}:\n{script}\n{result.stdout}\n{result.stderr}"
+        for expected in block.expects:
+            assert expected in result.stdout, f"{where}: {expected!r} not in the output:\n{result.stdout}"
+        for kind, bound in RATE_BOUND.findall(block.body):
+            measured = RATE.findall(result.stdout)
+            assert measured, f"{where}: no success rate printed:\n{result.stdout}"
+            rate = float(measured[-1])
+            rates.append(rate)
+            if kind == "at least":
+                assert rate >= float(bound), f"{where}: success rate {rate} %, expected at least {bound} %"
+            else:
+                assert rate <= float(bound), f"{where}: success rate {rate} %, expected at most {bound} %"
+    assert len(rates) >= 3, "the guide's traffic runs state no expected success rate"
