@@ -100,15 +100,18 @@ def http_error_response(err: http.HTTPException):
     mapped = _HTTP_ERRORS.get(type(err))
     if mapped is not None:
         return error_response(mapped())
-    generic = AppError(err.description or err.name)
-    generic.status = err.code or 500
-    generic.code = (err.name or "error").lower().replace(" ", "_")
-    return error_response(generic)
+    code = (err.name or "error").lower().replace(" ", "_")
+    return error_response(_generic(err.code or 500, code, err.description or err.name))
 
 
 def unexpected_error_response(err: Exception):
     """A bug: logged with its traceback, answered as JSON without internals."""
     log.exception("unhandled error", exc_info=err)
-    generic = AppError("An unexpected error occurred.")
-    generic.status, generic.code = 500, "internal_error"
-    return error_response(generic)
+    return error_response(_generic(500, "internal_error", "An unexpected error occurred."))
+
+
+def _generic(status: int, code: str, message: str) -> AppError:
+    """An AppError for a status that has no class of its own."""
+    err = AppError(message)
+    err.status, err.code = status, code
+    return err

@@ -39,13 +39,13 @@ def new_payment_id() -> str:
 class PaymentService:
     """Initiate and verify payments against the store of the current mode."""
 
-    def __init__(self, db, runtime, inflight, drainer, settings, board=None):
+    def __init__(self, db, runtime, inflight, drainer, board, settings):
         self.db = db
         self.runtime = runtime
         self.inflight = inflight
         self.drainer = drainer
         self.settings = settings
-        self.board = board  # the live board's counters (app/board.py), if any
+        self.board = board  # the live board's counters (app/board.py)
         self.writes = ThreadPoolExecutor(max_workers=settings.write_threads, thread_name_prefix="write")
 
     def _store(self, snap=None):
@@ -97,7 +97,7 @@ class PaymentService:
         return ready_s
 
     def _record_ready(self, write) -> None:
-        if self.board is not None and not write.cancelled() and write.exception() is None:
+        if not write.cancelled() and write.exception() is None:
             self.board.record_ready(write.result())
 
     def _issue_otp(self, store, payment_id: str, start: float) -> tuple[dict, int] | None:
@@ -110,16 +110,14 @@ class PaymentService:
             return None
         metrics.OTP_GENERATION.labels(mode=store.mode, result="success").inc()
         ready_ms = round((time.monotonic() - start) * 1000, 1)
-        if self.board is not None:
-            self.board.record_otp("success")
+        self.board.record_otp("success")
         return {"payment_id": payment_id, "status": "awaiting_otp", "otp": code,
                 "otp_expires_in": expires_in, "ready_ms": ready_ms}, 200
 
     def _otp_unavailable(self, store, payment_id, knobs) -> tuple[dict, int]:
         metrics.OTP_GENERATION.labels(mode=store.mode, result="timeout").inc()
         metrics.ORPHANED_INTENTS.labels(mode=store.mode).inc()
-        if self.board is not None:
-            self.board.record_otp("timeout")
+        self.board.record_otp("timeout")
         body = {"payment_id": payment_id, "status": "otp_unavailable", "message": SILENT_FAILURE_MESSAGE}
         if knobs["silent_failures"]:
             return body, 200  # the silent failure: no error, no log line
@@ -159,16 +157,14 @@ class PaymentService:
         # Every try uses up an attempt before the OTP is compared, so a burst of
         # parallel guesses gets three comparisons, not three plus the burst.
         attempt = store.claim_attempt(payment_id, otp.MAX_ATTEMPTS)
-        if attempt is None:
-            store.lock(payment_id)
-            raise PaymentLocked(attempts_left=0)
-        if otp.matches(doc["otp_hash"], payment_id, code, key):
+        if attempt is not None and otp.matches(doc["otp_hash"], payment_id, code, key):
             charge = store.charge_once(doc, now)
             return succeeded_body({**doc, "succeeded_at": charge["at"]})
-        if attempt == otp.MAX_ATTEMPTS:
+        attempts_left = 0 if attempt is None else otp.MAX_ATTEMPTS - attempt
+        if attempts_left == 0:
             store.lock(payment_id)
             raise PaymentLocked(attempts_left=0)
-        raise InvalidOtp(attempts_left=otp.MAX_ATTEMPTS - attempt)
+        raise InvalidOtp(attempts_left=attempts_left)
 
     def get(self, payment_id: str) -> dict:
         """What a client may see of a payment: never its OTP or fingerprint."""

@@ -57,7 +57,7 @@ class AuditDrainer:
                 self._thread.start()
 
     def stop(self, flush_timeout_s: float = 10.0) -> int:
-        """Stop the thread, then copy everything left; returns the records still missing."""
+        """Stop the thread, then copy everything notified; returns the intents left uncopied."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=flush_timeout_s)
