@@ -48,6 +48,15 @@ def when_ready(server):
     )
 
 
+def post_worker_init(worker):
+    """Warm up before taking traffic: a room arriving at once must not pay for
+    creating collections inside its 400 ms OTP deadline."""
+    try:
+        worker.wsgi.extensions["paygate"].warm_up()
+    except Exception as err:  # MongoDB down at start: serve anyway, /ready says so
+        worker.log.warning("MongoDB not ready at worker start: %s", err)
+
+
 def worker_exit(server, worker):
     """Graceful stop: let writes finish and flush audit outboxes before the worker goes."""
     app = getattr(worker, "wsgi", None)

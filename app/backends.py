@@ -36,6 +36,9 @@ def connect(settings: Settings) -> Backends:
             maxPoolSize=100,
             # A room arriving at once needs many connections at once (the default opens 2 at a time).
             maxConnecting=16,
+            # Kept open from the start: a room's first burst must not pay for connection
+            # set-up (hand-shakes to the server) inside its 400 ms OTP deadline.
+            minPoolSize=40,
             uuidRepresentation="standard",
         )
         mongo_kind = "mongodb"

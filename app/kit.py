@@ -12,7 +12,7 @@ from .config import Settings
 from .contention import InflightWrites
 from .payments import PaymentService
 from .runtime import RuntimeState
-from .store import AuditDrainer
+from .store import AuditDrainer, ensure_collections
 
 
 @dataclass
@@ -27,6 +27,10 @@ class Kit:
     drainer: AuditDrainer
     board: BoardStats
 
+    def warm_up(self) -> None:
+        """Get ready before taking traffic: the collections exist, MongoDB's pool is open."""
+        ensure_collections(self.backends.db)
+
     def close(self) -> None:
         """Graceful stop: finish writes in progress, then flush the audit outboxes."""
         self.payments.shutdown()
@@ -40,7 +44,7 @@ def init_app(app: Flask, settings: Settings, start_background: bool = True) -> K
     inflight = InflightWrites(backends.redis, settings.key_prefix)
     board = BoardStats(backends.redis, settings.key_prefix)
     drainer = AuditDrainer(backends.db, lambda: runtime.snapshot().knobs["audit_delay_ms"])
-    payments = PaymentService(backends.db, runtime, inflight, drainer, settings, board=board)
+    payments = PaymentService(backends.db, runtime, inflight, drainer, board, settings)
     kit = Kit(settings, backends, runtime, inflight, payments, drainer, board)
     app.extensions["paygate"] = kit
     if start_background:

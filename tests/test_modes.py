@@ -28,12 +28,18 @@ def _wait_for_no_writes_in_flight(url: str, timeout: float = 30.0) -> None:
 
 
 def _burst(url: str, n: int) -> list[dict]:
-    """n initiates released at the same instant, each on its own connection."""
+    """n initiates released at the same instant, each on its own connection.
+
+    Each connection is opened before the release, so the burst is n requests
+    arriving together, not n TCP handshakes competing with them for the CPU.
+    """
     barrier = Barrier(n)
 
     def one(_):
-        barrier.wait()
-        r = initiate(url)
+        with requests.Session() as session:
+            session.get(url + "/health", timeout=10).raise_for_status()
+            barrier.wait()
+            r = initiate(url, session)
         assert r.status_code == 200, r.text
         return r.json()
 

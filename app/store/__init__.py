@@ -5,7 +5,7 @@ from __future__ import annotations
 from .audit import AuditAsyncStore, AuditStore
 from .base import PaymentStore
 from .drainer import AuditDrainer
-from .mongo import MongoPaymentStore
+from .mongo import MongoPaymentStore, ensure_collections
 
 STORES: dict[str, type[MongoPaymentStore]] = {
     "original": MongoPaymentStore,
@@ -19,4 +19,4 @@ def store_for(mode: str, db, knobs: dict, inflight, drainer=None) -> PaymentStor
     return STORES[mode](db, knobs, inflight, drainer)
 
 
-__all__ = ["AuditDrainer", "PaymentStore", "STORES", "store_for"]
+__all__ = ["AuditDrainer", "PaymentStore", "STORES", "ensure_collections", "store_for"]
