@@ -53,7 +53,7 @@ def header(info: dict, quick: bool) -> str:
         "",
         "Written by `make bench` (`python -m bench.run" + (" --quick" if quick else "") + "`). The app runs under"
         f" gunicorn ({stack.WORKERS} gthread workers) against a real redis-server and FerretDB (the MongoDB-wire server"
-        " as tests/rig.py starts it), all on 127.0.0.1. The load generator (Python threads, one keep-alive"
+        " as rig/services.py starts it), all on 127.0.0.1. The load generator (Python threads, one keep-alive"
         " connection per simulated shopper) runs on the same machine and shares its cores.",
         "",
         f"**Machine:** {info['cores']} cores, {info['ram']} RAM, {info['cpu']}; Python {info['python']};"

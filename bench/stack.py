@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from tests import rig
+import rig
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 
@@ -26,7 +26,7 @@ def backends():
 
 @contextlib.contextmanager
 def app(mongo_url: str, redis_url: str, name: str = "bench", wsgi: str | None = None, workers: int = WORKERS):
-    """The app under gunicorn (`wsgi` overrides the app module); yields a tests.rig.App."""
+    """The app under gunicorn (`wsgi` overrides the app module); yields a rig.App."""
     svc = rig.gunicorn(rig.temp_dir(f"bench-{name}"), mongo_url, redis_url, workers=workers,
                        extra_env={"MONGO_DB": f"bench_{name}", "PAYGATE_KEY_PREFIX": f"bench-{name}:"})
     if wsgi:

@@ -9,7 +9,7 @@ from pymongo import MongoClient
 
 from app import create_app
 
-from . import rig
+import rig
 from .helpers import unique
 
 

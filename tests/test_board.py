@@ -13,7 +13,7 @@ import requests
 from app import create_app
 from app.board import HISTORY_SECONDS, KEY_TTL_SECONDS, BoardStats, quantile_ms, ready_bucket
 
-from . import rig
+import rig
 from .helpers import card_payload, initiate, unique
 
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from . import rig
+import rig
 from .helpers import future_expiry, initiate
 
 pytestmark = pytest.mark.browser

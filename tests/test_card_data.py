@@ -17,7 +17,7 @@ import requests
 from bson import json_util
 from pymongo import MongoClient
 
-from . import rig
+import rig
 from .helpers import future_expiry
 
 # Test cards of four brands, each with a CVV no log line or document has a reason

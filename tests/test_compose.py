@@ -25,7 +25,7 @@ import yaml
 
 from app.config import load_settings
 
-from . import rig
+import rig
 
 ROOT = rig.ROOT
 COMPOSE = ROOT / "docker-compose.yml"

@@ -14,7 +14,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import rig
+import rig
 from .helpers import initiate, verify
 
 DASHBOARDS = rig.ROOT / "dashboards"

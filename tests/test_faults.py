@@ -25,7 +25,7 @@ from pymongo import MongoClient
 
 from app.contention import BASE_LEASE_S
 
-from . import rig
+import rig
 from .helpers import initiate, verify
 
 PREFIX = "faults:"

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from . import rig
+import rig
 
 AUTH = {"Authorization": f"Bearer {rig.TEST_TOKEN}"}
 

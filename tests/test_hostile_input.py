@@ -17,7 +17,7 @@ import requests
 
 from app import create_app
 
-from . import rig
+import rig
 from .helpers import card_payload, initiate, unique, verify
 
 INJECTIONS = [{"$ne": ""}, {"$gt": ""}, {"$regex": ".*"}, ["4111111111111111"], [],

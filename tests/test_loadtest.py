@@ -20,7 +20,7 @@ import requests
 
 from loadtest.contention import wait_drained
 
-from . import rig
+import rig
 
 pytestmark = pytest.mark.integration
 

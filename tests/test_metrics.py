@@ -16,7 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import rig
+import rig
 from .helpers import initiate, verify
 from .test_board import worker_pids
 

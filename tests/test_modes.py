@@ -11,7 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
-from . import rig
+import rig
 from .helpers import initiate
 
 

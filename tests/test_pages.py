@@ -13,7 +13,7 @@ import pytest
 
 from app.views.pages import demo_expiry
 
-from . import rig
+import rig
 
 PAGES = ["/", "/admin"]
 # A URL that leaves the app: http(s)://host or protocol-relative //host.

@@ -20,7 +20,7 @@ import yaml
 
 from tools.prometheus_config import write_local_config
 
-from . import rig
+import rig
 from .helpers import card_payload
 from .test_dashboards import alert_rules, dashboard_queries, substitute
 

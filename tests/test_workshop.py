@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from . import rig
+import rig
 
 ROOT = rig.ROOT
 GUIDE = ROOT / "workshop.md"

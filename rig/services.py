@@ -23,6 +23,8 @@ from pathlib import Path
 
 import requests
 
+__all__ = ['App', 'FERRETDB_BIN', 'MissingService', 'Postgres', 'ROOT', 'Service', 'TEST_SECRET', 'TEST_TOKEN', 'ferretdb', 'free_port', 'gunicorn', 'postgres', 'prometheus', 'redis_server', 'require', 'shared_postgres', 'start_app', 'temp_dir', 'wait_for_port']
+
 ROOT = Path(__file__).resolve().parent.parent
 FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", ROOT / ".cache" / "bin" / "ferretdb"))
 TEST_TOKEN = "test-admin-token"
