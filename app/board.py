@@ -1,19 +1,20 @@
 """Live board statistics: OTP results and ready times per second, kept in Redis.
 
-The board must show what *every* gunicorn worker and replica sees, so each
-event goes to a Redis hash for its second (one pipeline per event, a short
-TTL so nothing needs cleaning up). Ready times are counted in 10 ms buckets,
-which is enough to place a p95 against the 400 ms deadline.
-
-Recording never breaks a payment: a Redis error is swallowed, and for a
-second after one the board stops trying, so a Redis outage costs at most one
-socket timeout per second rather than one per payment.
+The board must show what *every* gunicorn worker and replica sees, so the
+counts end up in a Redis hash per second (a short TTL, so nothing needs
+cleaning up). A payment only counts in memory; the worker's sync loop adds
+the counts to Redis a few times a second, so recording costs no Redis call
+and a Redis outage never touches a payment. Ready times are counted in
+10 ms buckets, enough to place a p95 against the 400 ms deadline.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
 import time
+from collections import Counter
 
 import redis
 
@@ -26,42 +27,55 @@ HISTORY_STEP_SECONDS = 5
 BUCKET_MS = 10
 MAX_BUCKET = 1000  # ready times of 10 s and more share the last bucket
 SUCCESS_TARGET = 0.95
-RETRY_AFTER_FAILURE_S = 1.0
+SUMMARY_MAX_AGE_S = 1.0
 
 
 class BoardStats:
-    """Records OTP outcomes and ready times, and summarises them for the board."""
+    """Counts OTP outcomes and ready times, and summarises them for the board."""
 
     def __init__(self, rds: redis.Redis, prefix: str, clock=time.time):
         self._redis = rds
         self._prefix = prefix + "board:"
         self._clock = clock
-        self._skip_until = float("-inf")
+        self._lock = threading.Lock()
+        self._pending: Counter[tuple[int, str]] = Counter()
+        self._summary: tuple[float, dict] | None = None
 
     def _key(self, second: int) -> str:
         return f"{self._prefix}{second}"
 
-    # -- recording (on the payment path: must never raise) -------------------
+    # -- recording (on the payment path: memory only, never raises) ----------
 
     def record_otp(self, result: str) -> None:
         """Count one OTP generation outcome: "success" or "timeout"."""
-        self._hincr(result)
+        self._count(result)
 
     def record_ready(self, seconds: float) -> None:
         """Count one completed write by its ready time."""
-        self._hincr(f"r{ready_bucket(seconds)}")
+        self._count(f"r{ready_bucket(seconds)}")
 
-    def _hincr(self, field: str) -> None:
-        if time.monotonic() < self._skip_until:
-            return
-        key = self._key(int(self._clock()))
-        try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(key, field, 1)
-                pipe.expire(key, KEY_TTL_SECONDS)
-                pipe.execute()
-        except (redis.RedisError, OSError):
-            self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE_S
+    def _count(self, field: str) -> None:
+        with self._lock:
+            self._pending[(int(self._clock()), field)] += 1
+
+    def take_pending(self) -> Counter:
+        """The counts recorded since the last flush (the sync loop sends them to Redis)."""
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+        return pending
+
+    def queue_flush(self, pipe, pending: Counter) -> None:
+        """Add the pending counts to `pipe`: one HINCRBY per second and field."""
+        for (second, field), n in pending.items():
+            pipe.hincrby(self._key(second), field, n)
+        for second in {s for s, _ in pending}:  # after the first write: EXPIRE ignores a missing key
+            pipe.expire(self._key(second), KEY_TTL_SECONDS)
+
+    def restore(self, pending: Counter) -> None:
+        """A flush failed: keep its counts for the next one (those older than the board shows are dropped)."""
+        oldest = int(self._clock()) - HISTORY_SECONDS
+        with self._lock:
+            self._pending.update({k: v for k, v in pending.items() if k[0] > oldest})
 
     # -- reading -------------------------------------------------------------
 
@@ -76,17 +90,25 @@ class BoardStats:
             raw = pipe.execute()
         return [(second, {k: int(v) for k, v in counts.items()}) for second, counts in zip(span, raw, strict=True)]
 
-    def summary(self, now: float | None = None) -> dict:
-        """The current window and the 5-minute history the board draws."""
+    def summary(self, now: float | None = None, max_age_s: float = SUMMARY_MAX_AGE_S) -> dict:
+        """The current window and the 5-minute history the board draws.
+
+        Computed at most once per `max_age_s` per worker: every open board
+        polls once a second, and fifty boards must not mean fifty times the reads.
+        """
         now = self._clock() if now is None else now
+        cached = self._summary
+        if cached is not None and 0 <= now - cached[0] < max_age_s:
+            return copy.deepcopy(cached[1])
         per_second = self.seconds(now)
         current = _merge(counts for _, counts in per_second[-WINDOW_SECONDS:])
         points = []
         for i in range(0, len(per_second), HISTORY_STEP_SECONDS):
             chunk = per_second[i:i + HISTORY_STEP_SECONDS]
             points.append({"t": chunk[0][0], **_describe(_merge(c for _, c in chunk))})
-        return {"current": _describe(current),
-                "history": {"step_seconds": HISTORY_STEP_SECONDS, "points": points}}
+        result = {"current": _describe(current), "history": {"step_seconds": HISTORY_STEP_SECONDS, "points": points}}
+        self._summary = (now, result)
+        return copy.deepcopy(result)
 
 
 def ready_bucket(seconds: float) -> int:

@@ -36,6 +36,8 @@ class Settings:
 
     mongo_url: str | None = None
     mongo_db: str = "paygate"
+    # The embedded store, used when no MONGO_URL is set; shared by every worker on this machine.
+    sqlite_path: str = ".cache/paygate.sqlite3"
     redis_url: str | None = None
     admin_token: str = ""
     secret_key: str = ""
@@ -52,8 +54,8 @@ class Settings:
 
     @property
     def embedded(self) -> bool:
-        """True when at least one backend is an in-process stand-in."""
-        return not (self.mongo_url and self.redis_url)
+        """True when the payment store is the embedded SQLite file (no MONGO_URL)."""
+        return not self.mongo_url
 
     def redacted(self) -> dict:
         """The settings with secrets and URL passwords hidden, for /debug/config."""
@@ -118,6 +120,7 @@ def load_settings(env=None, overrides: dict | None = None) -> Settings:
     values = dict(
         mongo_url=_url(env, "MONGO_URL", ("mongodb", "mongodb+srv")),
         mongo_db=env.get("MONGO_DB") or "paygate",
+        sqlite_path=env.get("PAYGATE_SQLITE_PATH") or ".cache/paygate.sqlite3",
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
         admin_token=env.get("ADMIN_TOKEN") or "",
         secret_key=env.get("PAYGATE_SECRET_KEY") or "",

@@ -1,104 +1,80 @@
 """Writes in flight, counted across every worker and replica.
 
-A Redis sorted set holds one member per write in flight, scored by a lease
-deadline. A worker that dies mid-write leaves its member behind, but the lease
-runs out and the next count drops it: the count heals itself. If Redis is
-unreachable the count falls back to this process's own writes (degraded:
-contention then only sees one worker's load).
+Each worker counts its own writes exactly, in memory, and its sync loop
+(app/sync.py) publishes that count to a Redis hash every tick, with an
+expiry, and reads the other workers' counts back. So the count that the
+`audit` contention wait uses costs no Redis call, a worker that dies
+mid-write stops counting once its entry expires (the count heals itself),
+and a hanging Redis costs nothing: the other workers' last counts are used
+until they are STALE_AFTER_S old, then only this worker's own.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
-from contextlib import contextmanager
 
-import redis
-
-from . import metrics
-
-# Long enough for any write the knobs allow before the lease is extended.
-BASE_LEASE_S = 10.0
+# A published count is believed this long; then its worker is taken for dead.
+ENTRY_TTL_S = 2.0
+STALE_AFTER_S = 2.0
 
 
 class InflightWrites:
-    """Registers writes while they run and tells how many are in flight."""
+    """This worker's writes in flight, plus the other workers' as last published."""
 
-    def __init__(self, rds: redis.Redis, prefix: str, clock=time.time):
-        self._redis = rds
-        self._key = prefix + "inflight"
+    def __init__(self, worker_id: str, clock=time.time):
+        self.worker_id = worker_id
         self._clock = clock
-        self._local: set[str] = set()
         self._lock = threading.Lock()
-        self._current = threading.local()  # the write this thread runs, for contention_wait
+        self._local = 0
+        self._others = 0
+        self._others_at = float("-inf")
 
-    def begin(self) -> str:
-        """Count one more write in flight; returns its id (pass it to `end`)."""
-        write_id = uuid.uuid4().hex
+    def begin(self) -> None:
+        """One more write in flight."""
         with self._lock:
-            self._local.add(write_id)
-        try:
-            self._redis.zadd(self._key, {write_id: self._clock() + BASE_LEASE_S})
-        except redis.RedisError:
-            pass
-        return write_id
+            self._local += 1
 
-    def end(self, write_id: str) -> None:
-        """The write is over: it no longer counts."""
+    def end(self) -> None:
+        """A write is over: it no longer counts."""
         with self._lock:
-            self._local.discard(write_id)
-        try:
-            self._redis.zrem(self._key, write_id)
-        except redis.RedisError:
-            pass
+            self._local -= 1
 
-    @contextmanager
-    def bound(self, write_id: str):
-        """Run the block as part of write `write_id` (whose lease contention_wait extends)."""
-        self._current.write_id = write_id
-        try:
-            yield write_id
-        finally:
-            self._current.write_id = None
-
-    @contextmanager
-    def track(self):
-        """Count one write in flight for the duration of the block; yields its id."""
-        write_id = self.begin()
-        try:
-            with self.bound(write_id):
-                yield write_id
-        finally:
-            self.end(write_id)
-
-    def extend(self, write_id: str, seconds: float) -> None:
-        """Push this write's lease out (before a long contention wait)."""
-        try:
-            self._redis.zadd(self._key, {write_id: self._clock() + seconds + BASE_LEASE_S}, xx=True)
-        except redis.RedisError:
-            pass
+    @property
+    def local(self) -> int:
+        """This worker's writes in flight."""
+        return self._local
 
     def count(self) -> int:
-        """Writes in flight now, this process's own ones at the least."""
-        try:
-            with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(self._key, "-inf", self._clock())
-                pipe.zcard(self._key)
-                n = pipe.execute()[1]
-        except redis.RedisError:
-            n = 0
-        with self._lock:
-            n = max(n, len(self._local))
-        metrics.INFLIGHT_WRITES.set(n)
-        return n
+        """Writes in flight everywhere: exact for this worker, up to a tick old for the others."""
+        fresh = time.monotonic() - self._others_at < STALE_AFTER_S
+        return self._local + (self._others if fresh else 0)
 
     def contention_wait(self, ms_per_write: int) -> int:
-        """Sleep n × ms_per_write for the write running on this thread; returns n."""
+        """Sleep n × ms_per_write, n = writes in flight (this one included); returns n."""
         n = self.count()
-        delay = n * ms_per_write / 1000
-        write_id = getattr(self._current, "write_id", None)
-        if write_id and delay:
-            self.extend(write_id, delay)
-        time.sleep(delay)
+        time.sleep(n * ms_per_write / 1000)
         return n
+
+    # -- what the sync loop exchanges with Redis -------------------------------
+
+    def entry(self) -> str:
+        """This worker's published value: its count and when the entry expires."""
+        return f"{self._local} {self._clock() + ENTRY_TTL_S:.3f}"
+
+    def absorb(self, entries: dict[str, str]) -> list[str]:
+        """Take in every worker's published entry; returns the expired ones (to delete)."""
+        now, others, expired = self._clock(), 0, []
+        for worker, value in entries.items():
+            if worker == self.worker_id:
+                continue
+            try:
+                n, expires_at = value.split()
+                if float(expires_at) < now:
+                    expired.append(worker)
+                else:
+                    others += max(0, int(n))
+            except ValueError:
+                expired.append(worker)  # not ours to understand: drop it
+        self._others, self._others_at = others, time.monotonic()
+        return expired

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -12,7 +15,8 @@ from .config import Settings
 from .contention import InflightWrites
 from .payments import PaymentService
 from .runtime import RuntimeState
-from .store import AuditDrainer, ensure_collections
+from .store import AuditDrainer
+from .sync import SyncLoop
 
 
 @dataclass
@@ -26,28 +30,34 @@ class Kit:
     payments: PaymentService
     drainer: AuditDrainer
     board: BoardStats
+    sync: SyncLoop
 
     def warm_up(self) -> None:
-        """Get ready before taking traffic: the collections exist, MongoDB's pool is open."""
-        ensure_collections(self.backends.db)
+        """Get ready before taking traffic: tables or collections exist, connections are open."""
+        self.backends.store.prepare()
 
     def close(self) -> None:
-        """Graceful stop: finish writes in progress, then flush the audit outboxes."""
+        """Graceful stop: finish writes in progress, flush the audit outboxes and the board's counts."""
         self.payments.shutdown()
         self.drainer.stop()
+        self.sync.stop()
+        self.backends.store.close()
 
 
 def init_app(app: Flask, settings: Settings, start_background: bool = True) -> Kit:
     """Build the kit for `app` (no connection is opened here)."""
     backends = connect(settings)
     runtime = RuntimeState(backends.redis, settings.key_prefix, settings.runtime_cache_ms)
-    inflight = InflightWrites(backends.redis, settings.key_prefix)
+    # Unique per process and replica: the key under which this worker publishes its writes in flight.
+    inflight = InflightWrites(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     board = BoardStats(backends.redis, settings.key_prefix)
-    drainer = AuditDrainer(backends.db, lambda: runtime.snapshot().knobs["audit_delay_ms"])
-    payments = PaymentService(backends.db, runtime, inflight, drainer, board, settings)
-    kit = Kit(settings, backends, runtime, inflight, payments, drainer, board)
+    sync = SyncLoop(backends.redis, settings.key_prefix, runtime, inflight, board)
+    drainer = AuditDrainer(backends.store, lambda: runtime.snapshot().knobs["audit_delay_ms"])
+    payments = PaymentService(backends.store, runtime, inflight, drainer, board, settings)
+    kit = Kit(settings, backends, runtime, inflight, payments, drainer, board, sync)
     app.extensions["paygate"] = kit
     if start_background:
+        sync.start()
         drainer.start()
     return kit
 

@@ -62,6 +62,11 @@ AUDIT_RECORDS = Counter(
     "Audit-log records written, on the critical path (sync) or off it (async).",
     ["path"],
 )
+AUDIT_OUTBOX_BACKLOG = Gauge(
+    "paygate_audit_outbox_backlog",
+    "audit-async intents whose outbox records are not in the audit log yet (all workers).",
+    multiprocess_mode="livesum",
+)
 ORPHANED_INTENTS = Counter(
     "paygate_orphaned_intents_total",
     "Payment intents whose OTP timed out: left awaiting_otp with no OTP.",

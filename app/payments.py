@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import cards, metrics, otp
@@ -24,7 +23,8 @@ from .errors import (
     PaymentLocked,
     PaymentNotFound,
 )
-from .store import store_for
+from .lanes import WriteLanes
+from .store import policy_for
 
 log = logging.getLogger("paygate.payments")
 
@@ -37,27 +37,23 @@ def new_payment_id() -> str:
 
 
 class PaymentService:
-    """Initiate and verify payments against the store of the current mode."""
+    """Initiate and verify payments: the mode's write policy over the backend."""
 
-    def __init__(self, db, runtime, inflight, drainer, board, settings):
-        self.db = db
+    def __init__(self, store, runtime, inflight, drainer, board, settings):
+        self.store = store
         self.runtime = runtime
         self.inflight = inflight
         self.drainer = drainer
         self.settings = settings
         self.board = board  # the live board's counters (app/board.py)
-        self.writes = ThreadPoolExecutor(max_workers=settings.write_threads, thread_name_prefix="write")
-
-    def _store(self, snap=None):
-        snap = snap or self.runtime.snapshot()
-        return store_for(snap.mode, self.db, snap.knobs, self.inflight, self.drainer)
+        self.writes = WriteLanes(settings.write_threads, limit=2 * settings.write_threads)
 
     # -- initiate ------------------------------------------------------------
 
     def initiate(self, req) -> tuple[dict, int]:
         """Create a payment and try to issue its OTP before the deadline."""
         snap = self.runtime.snapshot()
-        store = self._store(snap)
+        policy = policy_for(snap.mode, self.store, snap.knobs, self.inflight, self.drainer)
         intent = {
             "_id": new_payment_id(),
             "amount": str(req.amount),
@@ -67,62 +63,59 @@ class PaymentService:
         }
         start = time.monotonic()
         deadline = start + snap.knobs["otp_timeout_ms"] / 1000
-        write_id = self.inflight.begin()
+        self.inflight.begin()
         try:
             # The insert runs on this thread: a payment id is only ever handed out
-            # once its intent is in MongoDB, however far behind the rest falls.
-            store.create_intent(intent)
+            # once its intent is stored, however far behind the rest falls.
+            policy.create_intent(intent)
+            rest = self.writes.submit(policy.name, self._finish_write, policy, intent["_id"], start)
         except BaseException:
-            self.inflight.end(write_id)
+            self.inflight.end()
             raise
-        rest = self.writes.submit(self._finish_write, store, intent["_id"], write_id, start)
-        # Recorded once the write is done: off the OTP deadline, which a slow Redis must not eat.
-        rest.add_done_callback(self._record_ready)
+        if rest is None:  # this mode's lane is full: refuse rather than queue without bound
+            self.inflight.end()
+            return self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
         try:
             rest.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            return self._otp_unavailable(store, intent["_id"], snap.knobs)
-        issued = self._issue_otp(store, intent["_id"], start)
-        return issued or self._otp_unavailable(store, intent["_id"], snap.knobs)
+            return self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
+        issued = self._issue_otp(policy.name, intent["_id"], start)
+        return issued or self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
 
-    def _finish_write(self, store, payment_id: str, write_id: str, start: float) -> float:
+    def _finish_write(self, policy, payment_id: str, start: float) -> float:
         """The rest of the write, on a write thread: it runs to the end even after the deadline."""
         try:
-            with self.inflight.bound(write_id):
-                store.mark_awaiting_otp(payment_id)
+            policy.mark_awaiting_otp(payment_id)
         finally:
-            self.inflight.end(write_id)
+            self.inflight.end()
         ready_s = time.monotonic() - start
-        metrics.PAYMENT_READY.labels(mode=store.mode).observe(ready_s)
+        metrics.PAYMENT_READY.labels(mode=policy.name).observe(ready_s)
+        self.board.record_ready(ready_s)
         return ready_s
 
-    def _record_ready(self, write) -> None:
-        if not write.cancelled() and write.exception() is None:
-            self.board.record_ready(write.result())
-
-    def _issue_otp(self, store, payment_id: str, start: float) -> tuple[dict, int] | None:
+    def _issue_otp(self, mode: str, payment_id: str, start: float) -> tuple[dict, int] | None:
         code = otp.new_otp()
         expires_in = self.settings.otp_ttl_seconds
         # One conditional update confirms readiness (found, awaiting_otp, no OTP yet)
         # and stores the OTP's hash: a query and the issue in one round trip.
-        if not store.attach_otp(payment_id, otp.otp_hash(payment_id, code, self.settings.secret_key),
-                                time.time() + expires_in):
+        if not self.store.attach_otp(payment_id, otp.otp_hash(payment_id, code, self.settings.secret_key),
+                                     time.time() + expires_in):
             return None
-        metrics.OTP_GENERATION.labels(mode=store.mode, result="success").inc()
+        metrics.OTP_GENERATION.labels(mode=mode, result="success").inc()
         ready_ms = round((time.monotonic() - start) * 1000, 1)
         self.board.record_otp("success")
         return {"payment_id": payment_id, "status": "awaiting_otp", "otp": code,
                 "otp_expires_in": expires_in, "ready_ms": ready_ms}, 200
 
-    def _otp_unavailable(self, store, payment_id, knobs) -> tuple[dict, int]:
-        metrics.OTP_GENERATION.labels(mode=store.mode, result="timeout").inc()
-        metrics.ORPHANED_INTENTS.labels(mode=store.mode).inc()
+    def _otp_unavailable(self, mode: str, payment_id, knobs) -> tuple[dict, int]:
+        metrics.OTP_GENERATION.labels(mode=mode, result="timeout").inc()
+        metrics.ORPHANED_INTENTS.labels(mode=mode).inc()
         self.board.record_otp("timeout")
         body = {"payment_id": payment_id, "status": "otp_unavailable", "message": SILENT_FAILURE_MESSAGE}
         if knobs["silent_failures"]:
             return body, 200  # the silent failure: no error, no log line
         log.warning("OTP unavailable: payment %s not ready within %d ms (mode %s)",
-                    payment_id, knobs["otp_timeout_ms"], store.mode)
+                    payment_id, knobs["otp_timeout_ms"], mode)
         raise OtpUnavailable(payment_id=payment_id, status="otp_unavailable")
 
     # -- verify --------------------------------------------------------------
@@ -138,7 +131,7 @@ class PaymentService:
         return body
 
     def _verify(self, payment_id: str, code: str) -> dict:
-        store = self._store()
+        store = self.store
         key = self.settings.secret_key
         doc = store.find_payment(payment_id)
         if doc is None:
@@ -168,18 +161,18 @@ class PaymentService:
 
     def get(self, payment_id: str) -> dict:
         """What a client may see of a payment: never its OTP or fingerprint."""
-        doc = self._store().find_payment(payment_id)
+        doc = self.store.find_payment(payment_id)
         if doc is None:
             raise PaymentNotFound()
         return public_view(doc)
 
     def ping(self) -> None:
-        """Raise StoreUnavailable unless MongoDB answers."""
-        self._store().ping()
+        """Raise StoreUnavailable unless the payment store answers."""
+        self.store.ping()
 
     def shutdown(self) -> None:
         """Let every write in progress finish (graceful stop: nothing half-written)."""
-        self.writes.shutdown(wait=True)
+        self.writes.shutdown()
 
 
 _VERIFY_RESULT = {PaymentNotFound: "not_found", NoOtpIssued: "no_otp", OtpExpired: "expired",

@@ -10,6 +10,7 @@ binary is an error, never a skip: `make test` installs them all.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -23,7 +24,30 @@ from pathlib import Path
 
 import requests
 
-__all__ = ['App', 'FERRETDB_BIN', 'MissingService', 'Postgres', 'ROOT', 'Service', 'TEST_SECRET', 'TEST_TOKEN', 'ferretdb', 'free_port', 'gunicorn', 'postgres', 'prometheus', 'redis_server', 'require', 'shared_postgres', 'start_app', 'temp_dir', 'wait_for_port']
+__all__ = [
+    "App",
+    "FERRETDB_BIN",
+    "Kit",
+    "MissingService",
+    "Postgres",
+    "ROOT",
+    "Service",
+    "TEST_SECRET",
+    "TEST_TOKEN",
+    "ferretdb",
+    "free_port",
+    "gunicorn",
+    "make_up",
+    "port_is_free",
+    "postgres",
+    "prometheus",
+    "redis_server",
+    "require",
+    "shared_postgres",
+    "start_app",
+    "temp_dir",
+    "wait_for_port",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", ROOT / ".cache" / "bin" / "ferretdb"))
@@ -40,6 +64,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:port and it can be bound."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
@@ -216,12 +250,16 @@ def ferretdb(workdir: Path, port: int | None = None) -> Service:
     return Service("ferretdb", argv, port, workdir)
 
 
-def gunicorn(workdir: Path, mongo_url: str, redis_url: str, workers: int = 2, port: int | None = None,
+def gunicorn(workdir: Path, mongo_url: str | None, redis_url: str, workers: int = 2, port: int | None = None,
              extra_env: dict | None = None) -> Service:
-    """The app under real gunicorn (gthread), as `make up` and compose run it."""
+    """The app under real gunicorn (gthread), as `make up` and compose run it.
+
+    Without `mongo_url` the app keeps its payments in a SQLite file in `workdir` (the embedded default).
+    """
     port = port or free_port()
+    store = {"MONGO_URL": mongo_url} if mongo_url else {"MONGO_URL": "", "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3")}
     env = {
-        "MONGO_URL": mongo_url,
+        **store,
         "REDIS_URL": redis_url,
         "ADMIN_TOKEN": TEST_TOKEN,
         "PAYGATE_SECRET_KEY": TEST_SECRET,
@@ -256,6 +294,12 @@ class App:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.service.port}"
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The app's SQLite file, when it runs on the embedded store."""
+        path = self.service.env.get("PAYGATE_SQLITE_PATH")
+        return Path(path) if path else None
+
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until /ready answers 200."""
         deadline = time.monotonic() + timeout
@@ -286,7 +330,7 @@ class App:
         self.admin("POST", "/admin/reset").raise_for_status()
 
 
-def start_app(name: str, mongo_url: str, redis_url: str, workers: int = 2,
+def start_app(name: str, mongo_url: str | None, redis_url: str, workers: int = 2,
               extra_env: dict | None = None) -> App:
     """The app under gunicorn with a database and key prefix of its own, ready to serve."""
     db, prefix = f"{name}_{os.urandom(5).hex()}", f"{name}:{os.urandom(5).hex()}:"
@@ -304,3 +348,52 @@ def start_app(name: str, mongo_url: str, redis_url: str, workers: int = 2,
 def temp_dir(prefix: str) -> Path:
     """A fresh temporary directory."""
     return Path(tempfile.mkdtemp(prefix=f"paygate-{prefix}-"))
+
+
+@dataclass
+class Kit:
+    """A running `make up` (tools/up.py): its ports, log and process."""
+
+    ports: dict
+    workdir: Path
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['PORT']}"
+
+    @property
+    def log(self) -> str:
+        return (self.workdir / "up.log").read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def make_up(workdir: Path, token: str, extra_env: dict | None = None):
+    """Run tools/up.py as `make up` does, on free ports, its SQLite file in `workdir`; yields a Kit.
+
+    Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
+    """
+    ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port()}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": token,
+           "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3"), **(extra_env or {})}
+    for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY"):
+        if name not in (extra_env or {}):
+            env.pop(name, None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / "up.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    kit = Kit(ports, workdir, proc)
+    try:
+        for port in ports.values():
+            wait_for_port(port, 40, proc)
+        App(Service("up", [], ports["PORT"], workdir), token=token).wait_ready(timeout=30)
+        yield kit
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)

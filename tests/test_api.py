@@ -59,7 +59,7 @@ def test_invalid_fields_are_400_with_the_field_named(client, app, field, value, 
     assert r.status_code == 400
     assert r.json["error"] == "validation_error"
     assert message in r.json["fields"][field]
-    assert app.extensions["paygate"].backends.db.payment_intents.count_documents({}) == 0
+    assert app.extensions["paygate"].backends.store.db.payment_intents.count_documents({}) == 0
 
 
 def test_verify_succeeds_once_and_a_repeat_answers_the_same(client, app):
@@ -68,7 +68,7 @@ def test_verify_succeeds_once_and_a_repeat_answers_the_same(client, app):
     again = _verify(client, body["payment_id"], body["otp"])
     assert first.status_code == again.status_code == 200
     assert first.json == again.json and first.json["status"] == "succeeded"
-    db = app.extensions["paygate"].backends.db
+    db = app.extensions["paygate"].backends.store.db
     assert db.payment_intents.find_one({"_id": body["payment_id"]})["status"] == "succeeded"
     assert db.charges.count_documents({"_id": body["payment_id"]}) == 1
 
@@ -103,7 +103,7 @@ def test_no_otp_issued_is_409(client, auth):
 
 def test_expired_otp_is_410(client, app):
     body = _initiate(client).json
-    app.extensions["paygate"].backends.db.payment_intents.update_one(
+    app.extensions["paygate"].backends.store.db.payment_intents.update_one(
         {"_id": body["payment_id"]}, {"$set": {"otp_expires_at": time.time() - 1}})
     r = _verify(client, body["payment_id"], body["otp"])
     assert r.status_code == 410 and r.json["error"] == "otp_expired"

@@ -23,9 +23,9 @@ import redis
 import requests
 from pymongo import MongoClient
 
-from app.contention import BASE_LEASE_S
-
 import rig
+from app.contention import ENTRY_TTL_S
+
 from .helpers import initiate, verify
 
 PREFIX = "faults:"
@@ -144,17 +144,23 @@ def inflight_gauge(url: str) -> float:
     return float(re.search(r"^paygate_inflight_writes(?:\{[^}]*\})? (\S+)$", text, re.M).group(1))
 
 
+def published(stack: Stack) -> dict[int, int]:
+    """Writes in flight as each worker last published them to Redis: {worker pid: count}."""
+    entries = stack.rds().hgetall(PREFIX + "inflight")
+    return {int(worker.split(":")[-2]): int(value.split()[0]) for worker, value in entries.items()}
+
+
 def assert_inflight_drains(stack: Stack, within: float) -> None:
     """The count of writes in flight (Redis and the gauge) returns to zero by itself."""
     deadline = time.monotonic() + within
-    gauge = members = None
+    gauge = counts = None
     while time.monotonic() < deadline:
-        gauge = inflight_gauge(stack.app.url)  # also prunes expired leases, as any count does
-        members = stack.rds().zcard(PREFIX + "inflight")
-        if gauge == 0 and members == 0:
+        gauge = inflight_gauge(stack.app.url)
+        counts = published(stack)
+        if gauge == 0 and not any(counts.values()):
             return
         time.sleep(0.5)
-    raise AssertionError(f"writes in flight did not drain: gauge {gauge}, set {members}")
+    raise AssertionError(f"writes in flight did not drain: gauge {gauge}, published {counts}")
 
 
 def assert_recovered(stack: Stack) -> None:
@@ -192,7 +198,7 @@ def test_redis_stops_and_restarts_under_load(stack):
         status = requests.get(f"{stack.app.url}/payment/{r.json()['payment_id']}", timeout=5).json()
         assert status["mode"] == "audit"
     assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=BASE_LEASE_S + 10)
+    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
     assert_recovered(stack)
 
 
@@ -214,7 +220,7 @@ def test_mongodb_stops_and_restarts_under_load(stack):
     assert statistics.median(e for e, _ in probes) < 2.0, [round(e, 2) for e, _ in probes]
     assert ready.status_code == 503 and "mongodb" in ready.json()["message"]
     assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=BASE_LEASE_S + 10)
+    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
     assert_recovered(stack)
 
 
@@ -227,26 +233,22 @@ def test_worker_killed_mid_write(stack):
     time.sleep(1.1)
     workers = stack.worker_pids()
     assert len(workers) == 2
-    rds = stack.rds()
-    key = PREFIX + "inflight"
     with Load(stack.app.url) as load:
         deadline = time.monotonic() + 15
-        while not (load.last_pid in workers and rds.zcard(key)) and time.monotonic() < deadline:
+        while not (load.last_pid in workers and published(stack).get(load.last_pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         victim = load.last_pid if load.last_pid in workers else workers[0]
         time.sleep(0.2)  # its user has sent the next initiate: a write is under way
-        at_kill = set(rds.zrange(key, 0, -1))
-        assert at_kill, "no write in flight to interrupt"
+        assert published(stack).get(victim), "no write in flight to interrupt"
         os.kill(victim, signal.SIGKILL)
-        time.sleep(4)
-    # Every live write that was in flight at the kill has ended by now; what is
-    # left of them belongs to the dead worker, still counted until its lease ends.
-    assert at_kill & set(rds.zrange(key, 0, -1)), "the killed worker held no write"
+        time.sleep(ENTRY_TTL_S + 1)
+        # The dead worker's writes stop counting once its entry expires: the survivors delete it.
+        assert victim not in published(stack), "the killed worker's writes still count"
     after = stack.worker_pids()
     assert victim not in after and len(after) == 2  # gunicorn replaced it
     assert load.errors, "the killed worker's users saw their connection drop"
     assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=BASE_LEASE_S + 15)
+    assert_inflight_drains(stack, within=ENTRY_TTL_S + 15)
     stack.app.reset()
     time.sleep(1.1)
     assert_recovered(stack)

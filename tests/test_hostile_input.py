@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+import rig
 from app import create_app
 
-import rig
 from .helpers import card_payload, initiate, unique, verify
 
 INJECTIONS = [{"$ne": ""}, {"$gt": ""}, {"$regex": ".*"}, ["4111111111111111"], [],
@@ -263,4 +263,4 @@ def test_debug_config_redacts_passwords_in_urls(mongo_service, redis_service):
     finally:
         # Only the client: FerretDB refuses the made-up credentials, so a full
         # close (which flushes audit outboxes) would wait on a database it cannot use.
-        app.extensions["paygate"].backends.db.client.close()
+        app.extensions["paygate"].backends.store.db.client.close()

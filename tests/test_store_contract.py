@@ -1,47 +1,56 @@
-"""One contract for the payment stores, run against FerretDB and the in-process stand-in.
+"""One contract for the payment store, run against FerretDB (MongoDB wire) and SQLite.
 
-The same assertions hold for every mode's store on both backends, so `make up`
-without Docker behaves like the real thing.
+Every mode is a write policy over a backend; the same assertions hold for
+every mode on both backends, races included, so `make up` (SQLite) behaves
+like the compose stack (MongoDB).
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
 
-import fakeredis
-import mongomock
 import pytest
 from pymongo import MongoClient
 
 from app.config import KNOB_DEFAULTS
 from app.contention import InflightWrites
-from app.store import STORES, AuditDrainer, store_for
+from app.store import MODES, AuditDrainer, policy_for
+from app.store.mongo import MongoBackend
+from app.store.sqlite import SqliteBackend
 
 from .helpers import unique
 
 FAST_KNOBS = {**KNOB_DEFAULTS, "write_latency_ms": 0, "audit_delay_ms": 0, "contention_ms_per_write": 0}
 
 
-@pytest.fixture(params=["ferretdb", "in-process"])
-def db(request):
-    """A fresh database on the real MongoDB-wire server, or on mongomock."""
+@pytest.fixture(params=["ferretdb", "sqlite"])
+def backend(request, tmp_path):
+    """A fresh, prepared store on the real MongoDB-wire server or in a SQLite file."""
     if request.param == "ferretdb":
         client = MongoClient(request.getfixturevalue("mongo_url"), serverSelectionTimeoutMS=3000)
+        name = unique("contract_")
+        store = MongoBackend(client[name])
+        store.prepare()
+        yield store
+        client.drop_database(name)
+        client.close()
     else:
-        client = mongomock.MongoClient()
-    name = unique("contract_")
-    yield client[name]
-    client.drop_database(name)
+        store = SqliteBackend(tmp_path / "paygate.sqlite3")
+        store.prepare()
+        yield store
+        store.close()
 
 
 @pytest.fixture
 def inflight():
-    return InflightWrites(fakeredis.FakeRedis(decode_responses=True), "c:")
+    return InflightWrites("contract-worker")
 
 
 @pytest.fixture
-def drainer(db):
-    return AuditDrainer(db, lambda: 0)
+def drainer(backend):
+    return AuditDrainer(backend, lambda: 0)
 
 
 def _intent(payment_id: str) -> dict:
@@ -49,96 +58,163 @@ def _intent(payment_id: str) -> dict:
             "card": {"brand": "visa", "last4": "1111", "fingerprint": "f" * 32}, "created_at": time.time()}
 
 
-def _new_payment(store, inflight, payment_id="pay_" + "a" * 24):
-    with inflight.track():
-        store.create_intent(_intent(payment_id))
-        assert store.find_payment(payment_id)["status"] == "created"
-        store.mark_awaiting_otp(payment_id)
+def _new_payment(policy, payment_id="pay_" + "a" * 24):
+    policy.create_intent(_intent(payment_id))
+    assert policy.backend.find_payment(payment_id)["status"] == "created"
+    policy.mark_awaiting_otp(payment_id)
     return payment_id
 
 
-@pytest.mark.parametrize("mode", list(STORES))
-def test_write_path_makes_the_payment_ready(db, inflight, drainer, mode):
-    store = store_for(mode, db, FAST_KNOBS, inflight, drainer)
-    payment_id = _new_payment(store, inflight)
-    doc = store.find_payment(payment_id)
+def _audit_log(backend, payment_ids) -> list[tuple[str, str]]:
+    """(payment id, event) of every audit record of these payments, from the backend's own storage."""
+    if isinstance(backend, MongoBackend):
+        docs = backend.audit_logs.find({"payment_id": {"$in": list(payment_ids)}})
+        return sorted((d["payment_id"], d["event"]) for d in docs)
+    with backend._conn() as conn:
+        marks = ", ".join("?" * len(payment_ids))
+        rows = conn.execute(f"SELECT payment_id, event FROM audit_logs WHERE payment_id IN ({marks})", list(payment_ids))
+        return sorted(tuple(r) for r in rows)
+
+
+def _charges(backend, payment_id) -> int:
+    if isinstance(backend, MongoBackend):
+        return backend.charges.count_documents({"_id": payment_id})
+    with backend._conn() as conn:
+        return conn.execute("SELECT COUNT(*) FROM charges WHERE payment_id = ?", (payment_id,)).fetchone()[0]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_write_path_makes_the_payment_ready(backend, inflight, drainer, mode):
+    policy = policy_for(mode, backend, FAST_KNOBS, inflight, drainer)
+    payment_id = _new_payment(policy)
+    doc = backend.find_payment(payment_id)
     assert doc["status"] == "awaiting_otp" and doc["mode"] == mode
-    assert store.find_payment("pay_" + "b" * 24) is None
+    assert doc["card"] == {"brand": "visa", "last4": "1111", "fingerprint": "f" * 32}
+    assert doc["amount"] == "10.00" and doc["currency"] == "USD" and doc.get("otp_hash") is None
+    assert backend.find_payment("pay_" + "b" * 24) is None
 
 
-@pytest.mark.parametrize("mode", list(STORES))
-def test_audit_records_per_mode(db, inflight, drainer, mode):
-    store = store_for(mode, db, FAST_KNOBS, inflight, drainer)
-    payment_id = _new_payment(store, inflight)
+@pytest.mark.parametrize("mode", list(MODES))
+def test_audit_records_per_mode(backend, inflight, drainer, mode):
+    policy = policy_for(mode, backend, FAST_KNOBS, inflight, drainer)
+    payment_id = _new_payment(policy)
     while drainer.drain_once(delay=False):
         pass
-    records = sorted(r["event"] for r in db.audit_logs.find({"payment_id": payment_id}))
-    assert records == ([] if mode == "original" else ["awaiting_otp", "intent_created"])
-    assert drainer.missing() == []
+    expected = [] if mode == "original" else [(payment_id, "awaiting_otp"), (payment_id, "intent_created")]
+    assert _audit_log(backend, [payment_id]) == expected
+    assert drainer.sweep() == 0, "nothing may be left for the sweep"
 
 
-def test_drainers_racing_on_the_same_outboxes_write_each_record_once(db, inflight, drainer):
-    store = store_for("audit-async", db, FAST_KNOBS, inflight, drainer)
-    ids = [_new_payment(store, inflight, f"pay_{i:024x}") for i in range(5)]
-    other = AuditDrainer(db, lambda: 0)
+def test_drainers_racing_on_the_same_outboxes_write_each_record_once(backend, inflight, drainer):
+    policy = policy_for("audit-async", backend, FAST_KNOBS, inflight, drainer)
+    ids = [_new_payment(policy, f"pay_{i:024x}") for i in range(5)]
+    other = AuditDrainer(backend, lambda: 0)
     for payment_id in ids[:3]:
         other.notify(payment_id)  # as if a second worker were told too
-    assert other.drain_once(delay=False) == 3
-    assert drainer.drain_once(delay=False) == 5
-    assert db.audit_logs.count_documents({"payment_id": {"$in": ids}}) == 10
-    assert drainer.missing() == []
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(lambda d: d.drain_once(delay=False), (other, drainer))) == [3, 5]
+    assert len(_audit_log(backend, ids)) == 10
+    assert drainer.sweep() == 0 and drainer.backlog == 0
 
 
-def test_sweep_copies_outboxes_whose_worker_died(db, inflight):
-    dead_workers_drainer = AuditDrainer(db, lambda: 0)
-    store = store_for("audit-async", db, FAST_KNOBS, inflight, dead_workers_drainer)
-    ids = [_new_payment(store, inflight, f"pay_{i:024x}") for i in range(3)]
-    survivor = AuditDrainer(db, lambda: 0)
-    assert len(survivor.missing()) == 6
-    assert survivor.sweep() == 6
-    assert db.audit_logs.count_documents({"payment_id": {"$in": ids}}) == 6
-    assert survivor.sweep() == 0 and survivor.missing() == []
+def test_sweep_copies_outboxes_whose_worker_died_in_bounded_batches(backend, inflight):
+    dead_workers_drainer = AuditDrainer(backend, lambda: 0)
+    policy = policy_for("audit-async", backend, FAST_KNOBS, inflight, dead_workers_drainer)
+    ids = [_new_payment(policy, f"pay_{i:024x}") for i in range(7)]
+    survivor = AuditDrainer(backend, lambda: 0)
+    written, cursor = backend.sweep_outbox(0.0, "", limit=3)
+    assert written == 6 and cursor is not None  # one batch: three intents, two records each
+    assert survivor.sweep() == 8
+    assert len(_audit_log(backend, ids)) == 14
+    assert survivor.sweep() == 0
 
 
-def _ready_with_otp(db, inflight, expires_in=300):
-    store = store_for("original", db, FAST_KNOBS, inflight, None)
-    payment_id = _new_payment(store, inflight)
-    assert store.attach_otp(payment_id, "h1", time.time() + expires_in)
-    return store, payment_id
+def _ready_with_otp(backend, inflight, expires_in=300):
+    policy = policy_for("original", backend, FAST_KNOBS, inflight, None)
+    payment_id = _new_payment(policy)
+    assert backend.attach_otp(payment_id, "h1", time.time() + expires_in)
+    return payment_id
 
 
-def test_an_otp_is_attached_once_and_only_when_ready(db, inflight):
-    store, payment_id = _ready_with_otp(db, inflight)
-    assert not store.attach_otp(payment_id, "h2", time.time() + 300), "a second OTP must not replace the first"
-    with inflight.track():
-        store.create_intent(_intent("pay_" + "c" * 24))
-    assert not store.attach_otp("pay_" + "c" * 24, "h3", time.time() + 300), "not ready yet"
+def test_an_otp_is_attached_once_and_only_when_ready(backend, inflight):
+    payment_id = _ready_with_otp(backend, inflight)
+    assert not backend.attach_otp(payment_id, "h2", time.time() + 300), "a second OTP must not replace the first"
+    assert backend.find_payment(payment_id)["otp_hash"] == "h1"
+    policy_for("original", backend, FAST_KNOBS, inflight, None).create_intent(_intent("pay_" + "c" * 24))
+    assert not backend.attach_otp("pay_" + "c" * 24, "h3", time.time() + 300), "not ready yet"
 
 
-def test_a_payment_is_charged_once(db, inflight):
-    store, payment_id = _ready_with_otp(db, inflight)
-    doc = store.find_payment(payment_id)
-    first = store.charge_once(doc, 100.0)
-    second = store.charge_once(doc, 200.0)
+def test_a_payment_is_charged_once(backend, inflight):
+    payment_id = _ready_with_otp(backend, inflight)
+    doc = backend.find_payment(payment_id)
+    first = backend.charge_once(doc, 100.0)
+    second = backend.charge_once(doc, 200.0)
     assert first["at"] == second["at"] == 100.0
-    assert db.charges.count_documents({"_id": payment_id}) == 1
-    doc = store.find_payment(payment_id)
+    assert _charges(backend, payment_id) == 1
+    doc = backend.find_payment(payment_id)
     assert doc["status"] == "succeeded" and doc["succeeded_at"] == 100.0
 
 
-def test_attempts_are_used_up_then_the_payment_locks(db, inflight):
-    store, payment_id = _ready_with_otp(db, inflight)
-    assert [store.claim_attempt(payment_id, 3) for _ in range(4)] == [1, 2, 3, None]
-    store.lock(payment_id)
-    assert store.find_payment(payment_id)["status"] == "locked"
+def test_parallel_charges_charge_once(backend, inflight):
+    payment_id = _ready_with_otp(backend, inflight)
+    doc = backend.find_payment(payment_id)
+    barrier = Barrier(8)
+
+    def charge(i):
+        barrier.wait()
+        return backend.charge_once(doc, 1000.0 + i)["at"]
+
+    with ThreadPoolExecutor(8) as pool:
+        times = set(pool.map(charge, range(8)))
+    assert len(times) == 1, "every verify must answer with the one charge"
+    assert _charges(backend, payment_id) == 1
+    assert backend.find_payment(payment_id)["succeeded_at"] == times.pop()
 
 
-def test_a_charge_beats_a_concurrent_lock(db, inflight):
-    store, payment_id = _ready_with_otp(db, inflight)
-    store.charge_once(store.find_payment(payment_id), time.time())
-    store.lock(payment_id)
-    assert store.find_payment(payment_id)["status"] == "succeeded"
+def test_a_parallel_burst_of_guesses_gets_three_attempts_in_all(backend, inflight):
+    payment_id = _ready_with_otp(backend, inflight)
+    barrier = Barrier(12)
+
+    def claim(_):
+        barrier.wait()
+        return backend.claim_attempt(payment_id, 3)
+
+    with ThreadPoolExecutor(12) as pool:
+        claimed = list(pool.map(claim, range(12)))
+    assert sorted(c for c in claimed if c is not None) == [1, 2, 3]
+    assert claimed.count(None) == 9
 
 
-def test_ping(db, inflight):
-    store_for("original", db, FAST_KNOBS, inflight, None).ping()
+def test_attempts_are_used_up_then_the_payment_locks(backend, inflight):
+    payment_id = _ready_with_otp(backend, inflight)
+    assert [backend.claim_attempt(payment_id, 3) for _ in range(4)] == [1, 2, 3, None]
+    backend.lock(payment_id)
+    assert backend.find_payment(payment_id)["status"] == "locked"
+
+
+def test_a_charge_beats_a_concurrent_lock(backend, inflight):
+    payment_id = _ready_with_otp(backend, inflight)
+    backend.charge_once(backend.find_payment(payment_id), time.time())
+    backend.lock(payment_id)
+    assert backend.find_payment(payment_id)["status"] == "succeeded"
+
+
+def test_ping(backend):
+    backend.ping()
+
+
+def test_the_sqlite_file_keeps_everything_across_a_reopen(tmp_path, inflight):
+    path = tmp_path / "kept.sqlite3"
+    first = SqliteBackend(path)
+    drainer = AuditDrainer(first, lambda: 0)
+    paid = _ready_with_otp(first, inflight)
+    first.charge_once(first.find_payment(paid), 123.0)
+    pending = _new_payment(policy_for("audit-async", first, FAST_KNOBS, inflight, drainer), "pay_" + "d" * 24)
+    first.close()  # the drainer never ran: its records wait in the outbox
+
+    again = SqliteBackend(path)
+    assert again.find_payment(paid)["status"] == "succeeded" and again.find_payment(paid)["succeeded_at"] == 123.0
+    assert _charges(again, paid) == 1
+    assert again.find_payment(pending)["status"] == "awaiting_otp"
+    assert AuditDrainer(again, lambda: 0).sweep() == 2
+    assert len(_audit_log(again, [pending])) == 2

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
 import pytest
-import requests
 import yaml
 
 import rig
@@ -134,33 +131,8 @@ def kit():
     """tools/up.py (what `make up` runs) on free ports, with a known admin token."""
     rig.require("prometheus")
     rig.require("curl")
-    ports = {"PORT": rig.free_port(), "LOCUST_PORT": rig.free_port(), "PROMETHEUS_PORT": rig.free_port()}
-    workdir = rig.temp_dir("workshop")
-    log = open(workdir / "up.log", "wb")
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": TOKEN}
-    env.pop("MONGO_URL", None)
-    env.pop("REDIS_URL", None)
-    proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    log.close()
-    try:
-        for port in ports.values():
-            rig.wait_for_port(port, 30, proc)
-        app = f"http://127.0.0.1:{ports['PORT']}"
-        deadline = time.monotonic() + 20
-        while requests.get(app + "/ready", timeout=2).status_code != 200:
-            assert time.monotonic() < deadline, "the kit never became ready"
-            time.sleep(0.2)
-        yield ports
-    finally:
-        # SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+    with rig.make_up(rig.temp_dir("workshop"), TOKEN) as kit:
+        yield kit.ports
 
 
 def localise(body: str, ports: dict) -> str:

@@ -1,10 +1,12 @@
 """`make up`: the kit on one machine without Docker.
 
-Starts the app under gunicorn (one worker, many threads: the in-process
-stand-ins for MongoDB and Redis live inside that worker), the Locust web UI
-pointed at it, and Prometheus when a `prometheus` binary is on PATH. Set
-MONGO_URL / REDIS_URL to use real servers instead of the stand-ins. Ctrl-C
-stops everything.
+Payments go to a SQLite file under .cache/ (it survives restarts). When
+`redis-server` is on PATH it is started too (port 6379 if free, else a free
+one), and the app runs several gunicorn workers that share the mode, the
+knobs and the writes in flight through it, as in compose; without it, one
+worker keeps that state in-process. Also started: the Locust web UI pointed at
+the app, and Prometheus when a `prometheus` binary is on PATH. MONGO_URL /
+REDIS_URL point the app at servers of your own instead. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.config import ensure_shared_secrets  # noqa: E402
+import rig  # noqa: E402
+from app.config import ensure_shared_secrets, redact_url  # noqa: E402
+
+CACHE = ROOT / ".cache"
 
 
 def _port(name: str, default: int) -> int:
@@ -36,13 +41,19 @@ def main() -> int:
     app_url = f"http://127.0.0.1:{port}"
     token_given = bool(os.environ.get("ADMIN_TOKEN"))
     ensure_shared_secrets()
-    env = {**os.environ, "BIND": os.environ.get("BIND", f"0.0.0.0:{port}"),
-           "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "1"), "PYTHONPATH": str(ROOT)}
-    if not (env.get("MONGO_URL") and env.get("REDIS_URL")) and env["WEB_CONCURRENCY"] != "1":
-        print("note: in-process stand-ins need one worker; using WEB_CONCURRENCY=1")
-        env["WEB_CONCURRENCY"] = "1"
+    env = {**os.environ, "BIND": os.environ.get("BIND", f"0.0.0.0:{port}"), "PYTHONPATH": str(ROOT)}
+    env.setdefault("PAYGATE_SQLITE_PATH", str(CACHE / "paygate.sqlite3"))
 
     procs: list[tuple[str, subprocess.Popen]] = []
+    services: list[rig.Service] = []
+    redis_server = None if env.get("REDIS_URL") else shutil.which("redis-server")
+    if redis_server:
+        redis_port = 6379 if rig.port_is_free(6379) else rig.free_port()
+        services.append(rig.redis_server(Path(env["PAYGATE_SQLITE_PATH"]).parent / "redis", redis_port).start())
+        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    # Several workers need a Redis they share; the in-process stand-in lives inside one worker.
+    shared_redis = bool(env.get("REDIS_URL"))
+    env["WEB_CONCURRENCY"] = os.environ.get("WEB_CONCURRENCY", "2") if shared_redis else "1"
 
     def start(name: str, argv: list[str], **kwargs) -> None:
         procs.append((name, subprocess.Popen(argv, cwd=ROOT, env=env, **kwargs)))
@@ -76,10 +87,20 @@ def main() -> int:
     else:
         lines.append("  Prometheus          not started (no `prometheus` on PATH)")
 
-    backends = "real MongoDB/Redis" if env.get("MONGO_URL") and env.get("REDIS_URL") else "in-process stand-ins"
+    store = f"MongoDB at {redact_url(env['MONGO_URL'])}" if env.get("MONGO_URL") else \
+        f"SQLite file {env['PAYGATE_SQLITE_PATH']}"
+    if redis_server:
+        state = f"redis-server on 127.0.0.1:{redis_port} (started here)"
+    elif shared_redis:
+        state = f"Redis at {redact_url(env['REDIS_URL'])}"
+    else:
+        state = "in-process stand-in (no redis-server on PATH: `apt-get install redis-server` for real Redis)"
     token = env["ADMIN_TOKEN"] if not token_given else "(as set in ADMIN_TOKEN)"
-    print("\nPayGate Chaos Kit is starting (" + backends + "):\n" + "\n".join(lines)
-          + f"\n  admin token         {token}\n\nCtrl-C stops everything.\n", flush=True)
+    print("\nPayGate Chaos Kit is starting:\n" + "\n".join(lines)
+          + f"\n  admin token         {token}"
+          + f"\n  payments            {store}"
+          + f"\n  mode and knobs      {state}"
+          + f"\n  app workers         {env['WEB_CONCURRENCY']}\n\nCtrl-C stops everything.\n", flush=True)
 
     def stop(*_):
         for _, p in reversed(procs):
@@ -90,6 +111,8 @@ def main() -> int:
                 p.wait(25)
             except subprocess.TimeoutExpired:
                 p.kill()
+        for svc in services:
+            svc.stop()
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)

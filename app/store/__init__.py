@@ -1,22 +1,26 @@
-"""Persistence: one store per mode, wired here and nowhere else."""
+"""Persistence: backends and modes, wired here and nowhere else."""
 
 from __future__ import annotations
 
-from .audit import AuditAsyncStore, AuditStore
-from .base import PaymentStore
+from .base import Backend, WritePolicy, audit_record
 from .drainer import AuditDrainer
-from .mongo import MongoPaymentStore, ensure_collections
-
-STORES: dict[str, type[MongoPaymentStore]] = {
-    "original": MongoPaymentStore,
-    "audit": AuditStore,
-    "audit-async": AuditAsyncStore,
-}
+from .modes import MODES
 
 
-def store_for(mode: str, db, knobs: dict, inflight, drainer=None) -> PaymentStore:
-    """The store implementing `mode`, bound to this request's knobs."""
-    return STORES[mode](db, knobs, inflight, drainer)
+def open_backend(settings) -> Backend:
+    """MongoDB when MONGO_URL is set, else the embedded SQLite file (nothing connects here)."""
+    if settings.mongo_url:
+        from .mongo import connect
+
+        return connect(settings.mongo_url, settings.mongo_db, settings.mongo_timeout_ms)
+    from .sqlite import SqliteBackend
+
+    return SqliteBackend(settings.sqlite_path, timeout_ms=settings.mongo_timeout_ms)
 
 
-__all__ = ["AuditDrainer", "PaymentStore", "STORES", "ensure_collections", "store_for"]
+def policy_for(mode: str, backend: Backend, knobs: dict, inflight, drainer) -> WritePolicy:
+    """The write policy of `mode` over `backend`, bound to this request's knobs."""
+    return MODES[mode](backend, knobs, inflight, drainer)
+
+
+__all__ = ["MODES", "AuditDrainer", "Backend", "WritePolicy", "audit_record", "open_backend", "policy_for"]

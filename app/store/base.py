@@ -1,39 +1,84 @@
-"""The store interface: the domain verbs the payment service needs."""
+"""The store port: what the payment service and the modes need from a database.
+
+A backend (MongoDB through pymongo, or an embedded SQLite file) implements
+`Backend`; a mode (`original`, `audit`, `audit-async`) is a `WritePolicy`
+composed over any backend. Every guarantee below holds on every backend.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Protocol
 
+# The outbox and the audit log are read in batches of this many records: one
+# query's size stays bounded however many payments pile up.
+BATCH = 500
 
-class PaymentStore(Protocol):
-    """Persistence of payment intents. One implementation per persistence mode.
 
-    `create_intent` and `mark_awaiting_otp` are the write path whose timing the
-    modes differ in; the other verbs behave the same in every mode.
-    """
+def audit_record(payment_id: str, event: str, mode: str, path: str) -> dict:
+    """One audit-log record; its fixed _id makes a second copy of it impossible."""
+    return {"_id": f"{payment_id}:{event}", "payment_id": payment_id, "event": event,
+            "mode": mode, "path": path, "at": time.time()}
 
-    mode: str
 
-    def create_intent(self, intent: dict) -> None:
-        """Insert a new intent with status `created`."""
+class Backend(Protocol):
+    """Where payments live. Raises StoreUnavailable when the database does not answer."""
 
-    def mark_awaiting_otp(self, payment_id: str) -> None:
-        """Move a created intent to `awaiting_otp`."""
+    kind: str  # "mongodb" or "sqlite", for /debug/config
+
+    def prepare(self) -> None:
+        """Create tables or collections and open connections (idempotent, safe from every worker)."""
+
+    def insert_intent(self, intent: dict, outbox: Sequence[dict] = ()) -> None:
+        """Insert a new intent (with its status and mode) and, in the same write, its outbox records."""
+
+    def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[dict] = ()) -> bool:
+        """Move a `created` intent to `awaiting_otp`, adding outbox records in the same write."""
+
+    def insert_audit(self, record: dict) -> None:
+        """Write one audit-log record (the synchronous path)."""
 
     def find_payment(self, payment_id: str) -> dict | None:
-        """The intent document, or None."""
+        """The intent as a document (`_id`, status, amount, currency, card, mode, otp_hash, ...), or None."""
 
     def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
-        """Store an OTP's hash on a ready intent that has none yet; False if it could not."""
+        """Store an OTP's hash on an `awaiting_otp` intent that has none yet; False if it could not."""
 
     def claim_attempt(self, payment_id: str, max_attempts: int) -> int | None:
-        """Use up one of the OTP attempts (1..max_attempts); None when all are used."""
+        """Use up one OTP attempt atomically (1..max_attempts); None when all are used."""
 
     def lock(self, payment_id: str) -> None:
-        """Lock a payment whose attempts are used up."""
+        """Lock a payment whose attempts are used up, unless a charge already won."""
 
     def charge_once(self, payment: dict, now: float) -> dict:
-        """Charge the payment exactly once, mark it `succeeded`; returns the charge."""
+        """Charge exactly once however many verifies race; mark `succeeded`; returns {"_id", "at"}."""
+
+    def copy_outbox(self, payment_ids: Sequence[str]) -> int:
+        """Copy these intents' outbox records to the audit log; returns the records newly written."""
+
+    def sweep_outbox(self, since: float, after: str, limit: int = BATCH) -> tuple[int, str | None]:
+        """Copy outbox records of intents created since `since` that a dead worker never copied.
+
+        Works in bounded batches ordered by payment id: pass the returned cursor
+        as `after` for the next batch; None means the sweep is complete.
+        Returns (records newly written, cursor).
+        """
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class WritePolicy(Protocol):
+    """A persistence mode: the write path's waits, audit records and outbox."""
+
+    name: str
+
+    def create_intent(self, intent: dict) -> None:
+        """Insert the intent with status `created` (on the request thread)."""
+
+    def mark_awaiting_otp(self, payment_id: str) -> None:
+        """The rest of the write, which ends with the intent `awaiting_otp`."""

@@ -1,15 +1,15 @@
-"""Copies audit records from intents' outboxes to `audit_logs`, off the critical path.
+"""Copies `audit-async` outbox records to the audit log, off the critical path.
 
-`audit-async` writes its two audit records into the intent document itself
-(the outbox), in the same writes that create the intent, so they can only be
-lost together with the payment. The worker that wrote an intent is told its
-id (`notify`) once the write path is complete, and copies the records within
-`interval_s`. A periodic sweep copies what a worker that died left behind.
+`audit-async` writes its two audit records into an outbox in the same writes
+that create the intent, so they can only be lost together with the payment.
+The worker that wrote an intent is told its id (`notify`) once the write path
+is complete and copies the records in its next batch (every `interval_s`, or
+at once while a backlog remains). A sweep, at start and every minute, copies
+what a worker that died left behind, in bounded batches.
 
-The drainer never writes an intent (FerretDB v1 applies concurrent updates of
-one document as read-modify-write, so a background write could undo a verify);
-an audit record's fixed _id makes every copy after the first a harmless
-duplicate, so drainers of several workers may overlap freely.
+An audit record's fixed _id makes every copy after the first a harmless
+duplicate, so drainers of several workers may overlap freely. The thread
+survives every error: it logs a WARNING, waits, and tries again.
 """
 
 from __future__ import annotations
@@ -19,24 +19,21 @@ import threading
 import time
 from collections import deque
 
-from pymongo.database import Database
-from pymongo.errors import BulkWriteError, PyMongoError
-
 from .. import metrics
+from .base import BATCH, Backend
 
-log = logging.getLogger(__name__)
-BATCH = 200
+log = logging.getLogger("paygate.drainer")
 SWEEP_EVERY_S = 60.0
 # The sweep looks this far back: far longer than any worker lives without draining.
 SWEEP_WINDOW_S = 3600.0
+RETRY_AFTER_FAILURE_S = 1.0
 
 
 class AuditDrainer:
     """A background thread that copies the outboxes of notified intents."""
 
-    def __init__(self, db: Database, audit_delay_ms, interval_s: float = 0.2):
-        self.intents = db.payment_intents
-        self.audit_logs = db.audit_logs
+    def __init__(self, backend: Backend, audit_delay_ms, interval_s: float = 0.2):
+        self.backend = backend
         self._audit_delay_ms = audit_delay_ms  # callable: the knob as it is now
         self._interval_s = interval_s
         self._queue: deque[str] = deque()
@@ -48,6 +45,12 @@ class AuditDrainer:
     def notify(self, payment_id: str) -> None:
         """An intent's write path is complete: its outbox can be copied."""
         self._queue.append(payment_id)
+        metrics.AUDIT_OUTBOX_BACKLOG.inc()
+
+    @property
+    def backlog(self) -> int:
+        """Intents notified to this worker and not copied yet."""
+        return len(self._queue)
 
     def start(self) -> None:
         """Start the background thread (once)."""
@@ -67,7 +70,7 @@ class AuditDrainer:
                 while self.drain_once(delay=False):
                     pass
                 return 0
-            except PyMongoError:  # MongoDB away: the records wait in the outboxes
+            except Exception:  # the database is away: the records wait in the outboxes for a sweep
                 time.sleep(0.2)
         return len(self._queue)
 
@@ -77,56 +80,40 @@ class AuditDrainer:
                 moved = self.drain_once()
                 if time.monotonic() >= self._next_sweep:
                     self._next_sweep = time.monotonic() + SWEEP_EVERY_S
-                    self.sweep()
-            except PyMongoError as err:  # MongoDB down: the records wait in the outboxes
-                log.debug("audit drain deferred: %s", err)
-                moved = 0
+                    found = self.sweep()
+                    if found:
+                        log.warning("audit sweep copied %d records a worker had left in the outbox", found)
+            except Exception as err:  # never die: a dead drainer would lose every record after it
+                log.warning("audit drain deferred (%s: %s); retrying", type(err).__name__, err)
+                self._stop.wait(RETRY_AFTER_FAILURE_S)
+                continue
             if not moved:
                 self._stop.wait(self._interval_s)
 
     def drain_once(self, delay: bool = True) -> int:
-        """Copy the outboxes of one batch of notified intents; returns how many."""
+        """Copy the outboxes of one batch of notified intents; returns how many intents."""
         ids = []
         while self._queue and len(ids) < BATCH:
             ids.append(self._queue.popleft())
         if not ids:
             return 0
-        if delay:  # the audit store is slow; batching pays its delay once per batch
-            time.sleep(self._audit_delay_ms() / 1000)
         try:
-            docs = [self.intents.find_one({"_id": i}, {"audit_outbox": 1}) for i in ids]
-            self._copy([r for d in docs if d for r in d.get("audit_outbox", [])])
-        except PyMongoError:
+            if delay:  # the audit store is slow; batching pays its delay once per batch
+                time.sleep(self._audit_delay_ms() / 1000)
+            written = self.backend.copy_outbox(ids)
+        except BaseException:
             self._queue.extendleft(reversed(ids))  # try again later, in order
             raise
+        metrics.AUDIT_OUTBOX_BACKLOG.dec(len(ids))
+        metrics.AUDIT_RECORDS.labels(path="async").inc(written)
         return len(ids)
 
-    def missing(self, window_s: float = SWEEP_WINDOW_S) -> list[dict]:
-        """Outbox records of recent intents that are not in `audit_logs` yet."""
-        since = time.time() - window_s
-        records = [r for d in self.intents.find({"mode": "audit-async", "created_at": {"$gte": since}},
-                                                {"audit_outbox": 1})
-                   for r in d.get("audit_outbox", [])]
-        if not records:
-            return []
-        copied = {d["_id"] for d in self.audit_logs.find({"_id": {"$in": [r["_id"] for r in records]}},
-                                                         {"_id": 1})}
-        return [r for r in records if r["_id"] not in copied]
-
-    def sweep(self, window_s: float = SWEEP_WINDOW_S) -> int:
-        """Copy records a dead worker never copied; returns how many were missing."""
-        records = self.missing(window_s)
-        self._copy(records)
-        return len(records)
-
-    def _copy(self, records: list[dict]) -> None:
-        if not records:
-            return
-        inserted = len(records)
-        try:
-            self.audit_logs.insert_many(records, ordered=False)
-        except BulkWriteError as err:
-            if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
-                raise
-            inserted = err.details.get("nInserted", 0)  # the rest were already there
-        metrics.AUDIT_RECORDS.labels(path="async").inc(inserted)
+    def sweep(self, window_s: float = SWEEP_WINDOW_S, max_batches: int | None = None) -> int:
+        """Copy records a dead worker never copied, batch by batch; returns how many were missing."""
+        since, cursor, found, batches = time.time() - window_s, "", 0, 0
+        while cursor is not None and (max_batches is None or batches < max_batches):
+            written, cursor = self.backend.sweep_outbox(since, cursor)
+            metrics.AUDIT_RECORDS.labels(path="async").inc(written)
+            found += written
+            batches += 1
+        return found

@@ -1,18 +1,22 @@
-"""The `original` mode: plain MongoDB writes, each after the simulated round trip."""
+"""The MongoDB backend (pymongo): compose, or any MONGO_URL; FerretDB in the tests."""
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 
-from pymongo.database import Database
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, PyMongoError
+from pymongo import MongoClient
+from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, PyMongoError
 
 from ..errors import StoreUnavailable
+from .base import BATCH
+
+COLLECTIONS = ("payment_intents", "audit_logs", "charges", "otp_attempts")
 
 
 def unavailable_on_error(fn):
-    """Turn any driver error (server down, timeout) into StoreUnavailable."""
+    """Turn any driver error (server down, hanging, timeout) into StoreUnavailable."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -24,79 +28,96 @@ def unavailable_on_error(fn):
     return wrapper
 
 
-COLLECTIONS = ("payment_intents", "audit_logs", "charges", "otp_attempts")
+def connect(url: str, db_name: str, timeout_ms: int) -> MongoBackend:
+    """A backend on the MongoDB at `url` (pymongo connects lazily: nothing happens here)."""
+    client = MongoClient(
+        url,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        # A hanging server must answer 503 within 2 s: one socket timeout, and no
+        # driver retry that would start the wait again.
+        socketTimeoutMS=int(timeout_ms * 1.5),
+        retryWrites=False,
+        retryReads=False,
+        maxPoolSize=100,
+        # A room arriving at once needs many connections at once (the default opens 2 at a time).
+        maxConnecting=16,
+        # Kept open from the start: a room's first burst must not pay for connection
+        # set-up inside its 400 ms OTP deadline.
+        minPoolSize=40,
+        uuidRepresentation="standard",
+    )
+    return MongoBackend(client[db_name])
 
 
-def ensure_collections(db: Database) -> None:
-    """Create the kit's collections up front (idempotent, safe from every worker).
+class MongoBackend:
+    """Payments as MongoDB documents; outbox records inside the intent document.
 
-    Otherwise the first burst of writes races to create them, inside the OTP
-    deadline: measured on FerretDB, 4–18 of 40 simultaneous first checkouts
-    in `original` missed 400 ms; with the collections there, none did.
+    FerretDB v1 applies concurrent updates of one document as read-modify-write,
+    so who wins a race (charge once, the attempt limit) is decided by an insert
+    under a unique _id: the one write every MongoDB-wire server makes atomic.
+    For the same reason nothing but the request path ever writes an intent.
     """
-    existing = set(db.list_collection_names())
-    for name in COLLECTIONS:
-        if name not in existing:
-            try:
-                db.create_collection(name)
-            except CollectionInvalid:
-                pass  # another worker created it first
 
+    kind = "mongodb"
 
-def audit_record(payment_id: str, event: str, mode: str, path: str) -> dict:
-    """One audit-log document; its _id makes a second copy of it impossible."""
-    return {"_id": f"{payment_id}:{event}", "payment_id": payment_id, "event": event,
-            "mode": mode, "path": path, "at": time.time()}
-
-
-class MongoPaymentStore:
-    """Store for the `original` mode; the other modes extend its write path."""
-
-    mode = "original"
-
-    def __init__(self, db: Database, knobs: dict, inflight=None, drainer=None):
+    def __init__(self, db):
+        self.db = db
         self.intents = db.payment_intents
         self.audit_logs = db.audit_logs
         self.attempts = db.otp_attempts
         self.charges = db.charges
-        self.knobs = knobs
-        self.inflight = inflight
-        self.drainer = drainer
-
-    def _round_trip(self) -> None:
-        """The simulated network round trip before each write (knob write_latency_ms)."""
-        time.sleep(self.knobs["write_latency_ms"] / 1000)
 
     @unavailable_on_error
-    def create_intent(self, intent: dict) -> None:
-        self._round_trip()
-        self.intents.insert_one({**intent, "status": "created", "mode": self.mode})
+    def prepare(self) -> None:
+        """Create the collections up front, so a room's first burst does not race to create them.
+
+        Measured on FerretDB: 4–18 of 40 simultaneous first checkouts missed
+        400 ms while their writes created the collections; with them there, none.
+        """
+        existing = set(self.db.list_collection_names())
+        for name in COLLECTIONS:
+            if name not in existing:
+                try:
+                    self.db.create_collection(name)
+                except CollectionInvalid:
+                    pass  # another worker created it first
 
     @unavailable_on_error
-    def mark_awaiting_otp(self, payment_id: str) -> None:
-        self._round_trip()
-        self.intents.update_one({"_id": payment_id, "status": "created"},
-                                {"$set": {"status": "awaiting_otp", "updated_at": time.time()}})
+    def insert_intent(self, intent: dict, outbox: Sequence[dict] = ()) -> None:
+        """Insert the intent document, its outbox records inside it."""
+        self.intents.insert_one({**intent, "audit_outbox": list(outbox)} if outbox else intent)
+
+    @unavailable_on_error
+    def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[dict] = ()) -> bool:
+        """Conditional update `created` → `awaiting_otp`, pushing the outbox records."""
+        update: dict = {"$set": {"status": "awaiting_otp", "updated_at": time.time()}}
+        if outbox:
+            update["$push"] = {"audit_outbox": {"$each": list(outbox)}}
+        return self.intents.update_one({"_id": payment_id, "status": "created"}, update).modified_count == 1
+
+    @unavailable_on_error
+    def insert_audit(self, record: dict) -> None:
+        """One audit-log document."""
+        self.audit_logs.insert_one(record)
 
     @unavailable_on_error
     def find_payment(self, payment_id: str) -> dict | None:
-        return self.intents.find_one({"_id": payment_id})
+        """The intent document, without its outbox."""
+        return self.intents.find_one({"_id": payment_id}, {"audit_outbox": 0})
 
     @unavailable_on_error
     def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
+        """One conditional update: confirms readiness and stores the hash in one round trip."""
         result = self.intents.update_one(
             {"_id": payment_id, "status": "awaiting_otp", "otp_hash": None},
             {"$set": {"otp_hash": otp_hash, "otp_expires_at": expires_at}},
         )
         return result.modified_count == 1
 
-    # The verbs below decide who wins a race with an insert under a unique _id:
-    # the one write every MongoDB-wire server makes atomic (FerretDB v1 applies
-    # concurrent updates of one document as read-modify-write, so conditional
-    # updates alone could charge twice or lose a lock).
-
     @unavailable_on_error
     def claim_attempt(self, payment_id: str, max_attempts: int) -> int | None:
+        """Insert attempt k under the unique _id `<payment>:<k>`; the first free k wins."""
         for attempt in range(1, max_attempts + 1):
             try:
                 self.attempts.insert_one({"_id": f"{payment_id}:{attempt}", "payment_id": payment_id,
@@ -108,15 +129,17 @@ class MongoPaymentStore:
 
     @unavailable_on_error
     def lock(self, payment_id: str) -> None:
+        """Lock, then undo the lock if a right OTP won a slot alongside the last wrong one."""
         self.intents.update_one({"_id": payment_id, "status": "awaiting_otp"},
                                 {"$set": {"status": "locked", "updated_at": time.time()}})
         charge = self.charges.find_one({"_id": payment_id})
-        if charge:  # a right OTP won a slot alongside the last wrong one: the charge stands
+        if charge:
             self.intents.update_one({"_id": payment_id}, {"$set": {"status": "succeeded",
                                                                    "succeeded_at": charge["at"]}})
 
     @unavailable_on_error
     def charge_once(self, payment: dict, now: float) -> dict:
+        """The charge is an insert under the payment's id: a second one is a duplicate."""
         try:
             self.charges.insert_one({"_id": payment["_id"], "amount": payment["amount"],
                                      "currency": payment["currency"], "at": now})
@@ -125,10 +148,41 @@ class MongoPaymentStore:
             charge = self.charges.find_one({"_id": payment["_id"]})
         # Idempotent: whichever verify charged, the intent ends `succeeded` at the charge's time.
         self.intents.update_one({"_id": payment["_id"]},
-                                {"$set": {"status": "succeeded", "succeeded_at": charge["at"],
-                                          "updated_at": now}})
-        return charge
+                                {"$set": {"status": "succeeded", "succeeded_at": charge["at"], "updated_at": now}})
+        return {"_id": charge["_id"], "at": charge["at"]}
+
+    @unavailable_on_error
+    def copy_outbox(self, payment_ids: Sequence[str]) -> int:
+        """Copy the outboxes of these intents (one query) to the audit log."""
+        docs = self.intents.find({"_id": {"$in": list(payment_ids)}}, {"audit_outbox": 1})
+        return self._insert_new([r for d in docs for r in d.get("audit_outbox", [])])
+
+    @unavailable_on_error
+    def sweep_outbox(self, since: float, after: str, limit: int = BATCH) -> tuple[int, str | None]:
+        """One batch of `audit-async` intents by id; copies the records missing from the log."""
+        docs = list(self.intents.find({"mode": "audit-async", "created_at": {"$gte": since}, "_id": {"$gt": after}},
+                                      {"audit_outbox": 1}).sort("_id", 1).limit(limit))
+        records = [r for d in docs for r in d.get("audit_outbox", [])]
+        copied = {d["_id"] for d in self.audit_logs.find({"_id": {"$in": [r["_id"] for r in records]}}, {"_id": 1})}
+        written = self._insert_new([r for r in records if r["_id"] not in copied])
+        return written, (docs[-1]["_id"] if len(docs) == limit else None)
+
+    def _insert_new(self, records: list[dict]) -> int:
+        """Insert records, counting those that were not there yet (their _id is fixed)."""
+        if not records:
+            return 0
+        try:
+            return len(self.audit_logs.insert_many(records, ordered=False).inserted_ids)
+        except BulkWriteError as err:
+            if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
+                raise
+            return err.details.get("nInserted", 0)  # the rest were already there
 
     @unavailable_on_error
     def ping(self) -> None:
-        self.intents.database.command("ping")
+        """The server's ping command."""
+        self.db.command("ping")
+
+    def close(self) -> None:
+        """Close the client's pool."""
+        self.db.client.close()

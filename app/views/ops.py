@@ -10,7 +10,6 @@ import redis
 from flask import Blueprint, Response, jsonify
 
 from .. import __version__, metrics
-from ..config import MODES
 from ..errors import StoreUnavailable
 from ..kit import kit
 
@@ -25,14 +24,15 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """Readiness: MongoDB and Redis both answer; 503 names the one that does not."""
+    """Readiness: the payment store and Redis both answer; 503 names the one that does not."""
     k = kit()
+    store = k.backends.store.kind
     checks = {}
     try:
         k.payments.ping()
-        checks["mongodb"] = "ok"
+        checks[store] = "ok"
     except StoreUnavailable as err:
-        checks["mongodb"] = f"unavailable ({err.details.get('detail', 'error')})"
+        checks[store] = f"unavailable ({err.details.get('detail', 'error')})"
     try:
         k.backends.redis.ping()
         checks["redis"] = "ok"
@@ -53,7 +53,7 @@ def debug_config():
         mode=snap.mode,
         knobs=snap.knobs,
         redis_ok=snap.redis_ok,
-        backends={"mongodb": k.backends.mongo_kind, "redis": k.backends.redis_kind},
+        backends={"store": k.backends.store.kind, "redis": k.backends.redis_kind},
         settings=k.settings.redacted(),
         worker_pid=os.getpid(),
         versions={"paygate": __version__, "python": platform.python_version(),
@@ -63,11 +63,6 @@ def debug_config():
 
 @bp.get("/metrics")
 def metrics_endpoint():
-    """Prometheus text, aggregated over all gunicorn workers."""
-    k = kit()
-    mode = k.runtime.snapshot().mode
-    for m in MODES:
-        metrics.DB_MODE.labels(mode=m).set(1 if m == mode else 0)
-    k.inflight.count()  # refreshes paygate_inflight_writes from Redis
+    """Prometheus text, aggregated over all gunicorn workers (each worker's sync loop keeps its gauges current)."""
     body, content_type = metrics.exposition()
     return Response(body, content_type=content_type)

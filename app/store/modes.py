@@ -1,0 +1,86 @@
+"""The persistence modes: timing policies composed over any backend.
+
+`original` is two plain writes. `audit` adds two audit records on the
+critical path, each behind the audit delay, plus a contention wait that grows
+with the writes in flight (the workshop's hidden timing dependency).
+`audit-async`, the fix, writes the same two records into an outbox in the same
+writes as the intent, and the AuditDrainer copies them off the critical path.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import metrics
+from .base import Backend, audit_record
+
+
+class Original:
+    """2w: insert the intent, update it to `awaiting_otp`, each after the round trip."""
+
+    name = "original"
+
+    def __init__(self, backend: Backend, knobs: dict, inflight, drainer):
+        self.backend = backend
+        self.knobs = knobs
+        self.inflight = inflight
+        self.drainer = drainer
+
+    def _round_trip(self) -> None:
+        """The simulated network round trip before each write (knob write_latency_ms)."""
+        time.sleep(self.knobs["write_latency_ms"] / 1000)
+
+    def create_intent(self, intent: dict) -> None:
+        """Insert the intent with status `created`."""
+        self._round_trip()
+        self.backend.insert_intent({**intent, "status": "created", "mode": self.name})
+
+    def mark_awaiting_otp(self, payment_id: str) -> None:
+        """Move the intent to `awaiting_otp`."""
+        self._round_trip()
+        self.backend.mark_awaiting_otp(payment_id)
+
+
+class Audit(Original):
+    """4w + 2a + n·c: insert, wait a, audit, contention, update, wait a, audit."""
+
+    name = "audit"
+
+    def _audit(self, payment_id: str, event: str) -> None:
+        time.sleep(self.knobs["audit_delay_ms"] / 1000)
+        self._round_trip()
+        self.backend.insert_audit(audit_record(payment_id, event, self.name, "sync"))
+        metrics.AUDIT_RECORDS.labels(path="sync").inc()
+
+    def create_intent(self, intent: dict) -> None:
+        """Insert the intent, then its first audit record behind the audit delay."""
+        super().create_intent(intent)
+        self._audit(intent["_id"], "intent_created")
+
+    def mark_awaiting_otp(self, payment_id: str) -> None:
+        """Wait n·c for the writes in flight, update, then the second audit record."""
+        self.inflight.contention_wait(self.knobs["contention_ms_per_write"])
+        super().mark_awaiting_otp(payment_id)
+        self._audit(payment_id, "awaiting_otp")
+
+
+class AuditAsync(Original):
+    """2w like `original`; the same two audit records go through the outbox."""
+
+    name = "audit-async"
+
+    def create_intent(self, intent: dict) -> None:
+        """Insert the intent and its first outbox record in one write."""
+        self._round_trip()
+        record = audit_record(intent["_id"], "intent_created", self.name, "async")
+        self.backend.insert_intent({**intent, "status": "created", "mode": self.name}, outbox=[record])
+
+    def mark_awaiting_otp(self, payment_id: str) -> None:
+        """Update with the second outbox record, then tell the drainer the outbox is complete."""
+        self._round_trip()
+        record = audit_record(payment_id, "awaiting_otp", self.name, "async")
+        self.backend.mark_awaiting_otp(payment_id, outbox=[record])
+        self.drainer.notify(payment_id)
+
+
+MODES = {policy.name: policy for policy in (Original, Audit, AuditAsync)}

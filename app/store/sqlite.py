@@ -1,0 +1,286 @@
+"""The embedded backend: one SQLite file (WAL), shared by every gunicorn worker.
+
+The no-Docker default. Every lookup goes through a primary key or an index,
+so a checkout costs the same with 100,000 payments stored as with none.
+Races are settled by SQLite itself: one writer at a time, and the multi-step
+verbs (claim an attempt, charge once, lock) run in `BEGIN IMMEDIATE`
+transactions, so they are atomic across threads and processes alike.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import StoreUnavailable
+from .base import BATCH
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payment_intents (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, mode TEXT NOT NULL, amount TEXT NOT NULL,
+    currency TEXT NOT NULL, card TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL,
+    otp_hash TEXT, otp_expires_at REAL, succeeded_at REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_outbox (
+    id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_outbox_payment ON audit_outbox (payment_id);
+CREATE TABLE IF NOT EXISTS audit_logs (
+    id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, event TEXT NOT NULL, mode TEXT NOT NULL,
+    path TEXT NOT NULL, at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_logs_payment ON audit_logs (payment_id);
+CREATE TABLE IF NOT EXISTS charges (
+    payment_id TEXT PRIMARY KEY, amount TEXT NOT NULL, currency TEXT NOT NULL, at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS otp_attempts (
+    payment_id TEXT NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (payment_id, attempt)
+) WITHOUT ROWID;
+"""
+_INTENT_COLUMNS = ("id", "status", "mode", "amount", "currency", "card", "created_at", "updated_at",
+                   "otp_hash", "otp_expires_at", "succeeded_at")
+_INSERT_INTENT = (f"INSERT INTO payment_intents ({', '.join(_INTENT_COLUMNS)})"
+                  f" VALUES ({', '.join('?' * len(_INTENT_COLUMNS))})")
+_INSERT_AUDIT = "INSERT OR IGNORE INTO audit_logs (id, payment_id, event, mode, path, at) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_OUTBOX = "INSERT INTO audit_outbox (id, payment_id, record) VALUES (?, ?, ?)"
+# Connections per process: more threads than this wait for one (SQLite writes one at a time anyway).
+POOL_SIZE = 16
+
+
+def _intent_row(intent: dict) -> tuple:
+    return (intent["_id"], intent["status"], intent["mode"], intent["amount"], intent["currency"],
+            json.dumps(intent["card"]), intent["created_at"], intent.get("updated_at"), intent.get("otp_hash"),
+            intent.get("otp_expires_at"), intent.get("succeeded_at"))
+
+
+def _audit_row(r: dict) -> tuple:
+    return r["_id"], r["payment_id"], r["event"], r["mode"], r["path"], r["at"]
+
+
+class SqliteBackend:
+    """Payments in a SQLite file; outbox records in their own table, written in the same transaction."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, timeout_ms: int = 1000, pool_size: int = POOL_SIZE):
+        self.path = Path(path)
+        self._timeout_s = timeout_ms / 1000
+        self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._prepared = False
+
+    # -- connections ---------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False)
+        # NORMAL is durable against a crash of the app (WAL): only a power cut can lose the last commits.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        if not self._prepared:
+            self.prepare()
+        if not self._slots.acquire(timeout=self._timeout_s):
+            raise StoreUnavailable(detail="no free SQLite connection")
+        try:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._open()
+            try:
+                yield conn
+            except sqlite3.Error as err:
+                raise StoreUnavailable(detail=type(err).__name__) from err
+            finally:
+                self._release(conn)
+        finally:
+            self._slots.release()
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+        except sqlite3.Error:
+            conn.close()  # broken: the next user opens a fresh one
+            return
+        self._pool.put(conn)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: the write lock first, so no other writer can slip in between reads and writes."""
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()  # on an error, _release rolls back instead
+
+    def prepare(self) -> None:
+        """Create the file, switch it to WAL, create the tables (idempotent, safe from every worker)."""
+        if self._prepared:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._open()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as err:
+            raise StoreUnavailable(detail=type(err).__name__) from err
+        self._prepared = True
+
+    # -- the write path --------------------------------------------------------
+
+    def insert_intent(self, intent: dict, outbox: Sequence[dict] = ()) -> None:
+        """Insert the intent row and its outbox rows in one transaction."""
+        if not outbox:
+            with self._conn() as conn:
+                conn.execute(_INSERT_INTENT, _intent_row(intent))
+            return
+        with self._transaction() as conn:
+            conn.execute(_INSERT_INTENT, _intent_row(intent))
+            conn.executemany(_INSERT_OUTBOX, [(r["_id"], r["payment_id"], json.dumps(r)) for r in outbox])
+
+    def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[dict] = ()) -> bool:
+        """Conditional update `created` → `awaiting_otp`, with the outbox rows in the same transaction."""
+        sql = "UPDATE payment_intents SET status = 'awaiting_otp', updated_at = ? WHERE id = ? AND status = 'created'"
+        if not outbox:
+            with self._conn() as conn:
+                return conn.execute(sql, (time.time(), payment_id)).rowcount == 1
+        with self._transaction() as conn:
+            changed = conn.execute(sql, (time.time(), payment_id)).rowcount == 1
+            if changed:
+                conn.executemany(_INSERT_OUTBOX, [(r["_id"], r["payment_id"], json.dumps(r)) for r in outbox])
+            return changed
+
+    def insert_audit(self, record: dict) -> None:
+        """One audit-log row."""
+        with self._conn() as conn:
+            conn.execute(_INSERT_AUDIT, _audit_row(record))
+
+    # -- reading and verifying -------------------------------------------------
+
+    def find_payment(self, payment_id: str) -> dict | None:
+        """The intent row as the same document MongoDB would return."""
+        with self._conn() as conn:
+            row = conn.execute("SELECT * FROM payment_intents WHERE id = ?", (payment_id,)).fetchone()
+        if row is None:
+            return None
+        doc = {"_id": row["id"], **{k: row[k] for k in _INTENT_COLUMNS[1:]}}
+        doc["card"] = json.loads(row["card"])
+        return doc
+
+    def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
+        """One conditional update: confirms readiness and stores the hash."""
+        with self._conn() as conn:
+            cur = conn.execute("UPDATE payment_intents SET otp_hash = ?, otp_expires_at = ?"
+                               " WHERE id = ? AND status = 'awaiting_otp' AND otp_hash IS NULL",
+                               (otp_hash, expires_at, payment_id))
+            return cur.rowcount == 1
+
+    def claim_attempt(self, payment_id: str, max_attempts: int) -> int | None:
+        """Count the attempts used and take the next, inside the write lock."""
+        with self._transaction() as conn:
+            used = conn.execute("SELECT COUNT(*) FROM otp_attempts WHERE payment_id = ?", (payment_id,)).fetchone()[0]
+            if used >= max_attempts:
+                return None
+            conn.execute("INSERT INTO otp_attempts (payment_id, attempt, at) VALUES (?, ?, ?)",
+                         (payment_id, used + 1, time.time()))
+            return used + 1
+
+    def lock(self, payment_id: str) -> None:
+        """Lock unless a charge already won (both in one transaction)."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE payment_intents SET status = 'locked', updated_at = ? WHERE id = ?"
+                         " AND status = 'awaiting_otp' AND NOT EXISTS (SELECT 1 FROM charges WHERE payment_id = ?)",
+                         (time.time(), payment_id, payment_id))
+
+    def charge_once(self, payment: dict, now: float) -> dict:
+        """Insert the charge if there is none, and mark the intent `succeeded` at the charge's time."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO charges (payment_id, amount, currency, at) VALUES (?, ?, ?, ?)",
+                         (payment["_id"], payment["amount"], payment["currency"], now))
+            at = conn.execute("SELECT at FROM charges WHERE payment_id = ?", (payment["_id"],)).fetchone()[0]
+            conn.execute("UPDATE payment_intents SET status = 'succeeded', succeeded_at = ?, updated_at = ?"
+                         " WHERE id = ?", (at, now, payment["_id"]))
+        return {"_id": payment["_id"], "at": at}
+
+    # -- the outbox ------------------------------------------------------------
+
+    def copy_outbox(self, payment_ids: Sequence[str]) -> int:
+        """Move these intents' outbox rows to the audit log (copy and delete in one transaction)."""
+        ids = list(payment_ids)
+        written = 0
+        for i in range(0, len(ids), BATCH):
+            chunk = ids[i:i + BATCH]
+            marks = ", ".join("?" * len(chunk))
+            with self._transaction() as conn:
+                rows = conn.execute(f"SELECT id, record FROM audit_outbox WHERE payment_id IN ({marks})", chunk)
+                written += self._move(conn, rows.fetchall())
+        return written
+
+    def sweep_outbox(self, since: float, after: str, limit: int = BATCH) -> tuple[int, str | None]:
+        """One batch of `limit` intents from the outbox, by payment id: what is still there was never copied."""
+        with self._transaction() as conn:
+            ids = [r[0] for r in conn.execute("SELECT DISTINCT payment_id FROM audit_outbox WHERE payment_id > ?"
+                                              " ORDER BY payment_id LIMIT ?", (after, limit))]
+            marks = ", ".join("?" * len(ids))
+            rows = conn.execute(f"SELECT id, record FROM audit_outbox WHERE payment_id IN ({marks})", ids).fetchall()
+            written = self._move(conn, rows)
+        return written, (ids[-1] if len(ids) == limit else None)
+
+    @staticmethod
+    def _move(conn: sqlite3.Connection, rows: list) -> int:
+        if not rows:
+            return 0
+        records = [json.loads(r["record"]) for r in rows]
+        before = conn.total_changes
+        conn.executemany(_INSERT_AUDIT, [_audit_row(r) for r in records])
+        written = conn.total_changes - before
+        conn.executemany("DELETE FROM audit_outbox WHERE id = ?", [(r["id"],) for r in rows])
+        return written
+
+    def outbox_size(self) -> int:
+        """Outbox rows not yet copied (all workers' together)."""
+        with self._conn() as conn:
+            return conn.execute("SELECT COUNT(*) FROM audit_outbox").fetchone()[0]
+
+    def ping(self) -> None:
+        """A trivial query."""
+        with self._conn() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def seed_payments(path: str | Path, n: int, batch: int = 5000) -> None:
+    """Store n succeeded payments directly (benchmarks: a store that is not empty)."""
+    backend = SqliteBackend(path)
+    backend.prepare()
+    now = time.time()
+    with backend._transaction() as conn:
+        for start in range(0, n, batch):
+            rows, charges = [], []
+            for i in range(start, min(n, start + batch)):
+                pid = f"pay_{i:024x}"
+                rows.append((pid, "succeeded", "original", "10.00", "USD",
+                             '{"brand": "visa", "last4": "1111", "fingerprint": "' + "f" * 32 + '"}',
+                             now, now, "0" * 64, now + 300, now))
+                charges.append((pid, "10.00", "USD", now))
+            conn.executemany(_INSERT_INTENT, rows)
+            conn.executemany("INSERT INTO charges (payment_id, amount, currency, at) VALUES (?, ?, ?, ?)", charges)
+    backend.close()

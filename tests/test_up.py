@@ -1,0 +1,62 @@
+"""`make up` as a facilitator runs it: SQLite under .cache/, a real redis-server, several workers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+import rig
+
+from .helpers import initiate, verify
+
+TOKEN = "up-test-token"
+
+
+def _pid(r: requests.Response) -> int:
+    return int(r.headers["X-Worker-Pid"])
+
+
+def _pids_seen(url: str, tries: int = 200) -> set[int]:
+    return {_pid(requests.get(url + "/health", timeout=5)) for _ in range(tries)}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_make_up_runs_workers_on_redis_and_sqlite_and_keeps_payments_across_a_restart(tmp_path):
+    rig.require("redis-server")
+    with rig.make_up(tmp_path, TOKEN) as kit:
+        assert "redis-server on 127.0.0.1:" in kit.log and "SQLite file" in kit.log
+        config = requests.get(kit.url + "/debug/config", timeout=5).json()
+        assert config["backends"] == {"store": "sqlite", "redis": "redis"}
+        pids = _pids_seen(kit.url)
+        assert len(pids) >= 2, "make up with a real Redis runs several workers"
+
+        # A flip is seen by every worker.
+        admin = rig.App(rig.Service("up", [], kit.ports["PORT"], tmp_path), token=TOKEN)
+        admin.set_mode("audit-async")
+        deadline = time.monotonic() + 2
+        seen: dict[int, str] = {}
+        while set(seen) != pids or set(seen.values()) != {"audit-async"}:
+            assert time.monotonic() < deadline, f"workers and the modes they serve: {seen}"
+            r = requests.get(kit.url + "/admin/db-mode", timeout=5)
+            seen[_pid(r)] = r.json()["mode"]
+
+        # Payments in every state, written through both workers.
+        paid, waiting = [], []
+        for _ in range(6):
+            body = initiate(kit.url).json()
+            assert body["status"] == "awaiting_otp"
+            if len(paid) < 3:
+                assert verify(kit.url, body["payment_id"], body["otp"]).json()["status"] == "succeeded"
+                paid.append(body["payment_id"])
+            else:
+                waiting.append(body["payment_id"])
+        before = {p: requests.get(f"{kit.url}/payment/{p}", timeout=5).json() for p in paid + waiting}
+    assert (tmp_path / "paygate.sqlite3").exists()
+
+    with rig.make_up(tmp_path, TOKEN) as kit:
+        after = {p: requests.get(f"{kit.url}/payment/{p}", timeout=5).json() for p in before}
+        assert after == before, "the SQLite file keeps every payment as it was"
+        assert requests.get(kit.url + "/admin/db-mode", timeout=5).json()["mode"] == "original"
