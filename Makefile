@@ -32,6 +32,15 @@ $(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
 	mkdir -p $(CACHE)/bin
 	cd tools/ferretdb && go build -trimpath -o ../../$(FERRETDB) .
 
+## env: .env for `docker compose up`: .env.example with fresh secrets (an existing .env is left as it is)
+ENV_SECRETS := ADMIN_TOKEN PAYGATE_SECRET_KEY GRAFANA_ADMIN_PASSWORD
+.PHONY: env
+env:
+	@if [ -e .env ]; then echo ".env exists: left as it is"; else \
+	  umask 077 && python3 -c 'import re, secrets, sys; print(re.sub(r"(?m)^(" + "|".join(sys.argv[1:]) + ")=$$", \
+	    lambda m: m.group(0) + secrets.token_urlsafe(24), open(".env.example").read()), end="")' $(ENV_SECRETS) > .env.tmp \
+	  && mv .env.tmp .env && echo "wrote .env, with fresh secrets: $(ENV_SECRETS)"; fi
+
 ## up: the kit on :8000 (in-process MongoDB/Redis unless MONGO_URL/REDIS_URL), Locust on :8089
 up: venv
 	@$(PY) tools/up.py

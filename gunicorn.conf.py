@@ -1,8 +1,10 @@
 """gunicorn settings for the kit: gthread workers, shared secrets, multiprocess metrics."""
 
 import os
+import re
 import shutil
 import tempfile
+from pathlib import Path
 
 from app.config import ensure_shared_secrets
 
@@ -26,14 +28,40 @@ _token_generated = not os.environ.get("ADMIN_TOKEN")
 ensure_shared_secrets()
 
 # prometheus_client reads this when first imported: set it before any worker loads the app.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "paygate-metrics"))
+# Unset, this kit gets a fresh directory of its own: a fixed path would be shared by two
+# kits on one machine, each emptying it under the other at start.
+_own_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paygate-metrics-")
+
+# The only files prometheus_client writes there: counter_<pid>.db, gauge_livemostrecent_<pid>.db, ...
+METRIC_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 
 def on_starting(server):
-    """Start from empty metric files: values from a previous run would be summed in."""
-    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, exist_ok=True)
+    """Start from empty metric files (values from a previous run would be summed in),
+    but never empty a directory that holds anything else: it is not ours."""
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        entries = list(path.iterdir())
+    except OSError as err:
+        raise RuntimeError(f"PROMETHEUS_MULTIPROC_DIR={path} cannot be used: {err}") from None
+    foreign = sorted(p.name for p in entries if not (p.is_file() and METRIC_FILE.fullmatch(p.name)))
+    if foreign:
+        # RuntimeError: gunicorn prints the message and exits with status 1, before binding.
+        raise RuntimeError(
+            f"PROMETHEUS_MULTIPROC_DIR={path} holds files that are not metric files "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}): refusing to empty it. "
+            "Point it at an empty directory of its own, or leave it unset for a fresh one.")
+    for entry in entries:
+        entry.unlink()
+
+
+def on_exit(server):
+    """Remove the metrics directory made for this run (one named in the environment stays)."""
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 def when_ready(server):

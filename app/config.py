@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, fields
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 MODES = ("original", "audit", "audit-async")
 
@@ -70,15 +71,62 @@ class Settings:
         return out
 
 
+# Query options that hold a secret: password=, ssl_password=, tlsCertificateKeyFilePassword=,
+# token=, ... (a key *file* is a path, not a secret).
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|credential|key(?!file)|signature|^auth$|^sig$", re.I)
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(//)?")
+
+
 def redact_url(url: str) -> str:
-    """Hide the password in a URL such as mongodb://user:pw@host."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Hide every credential in a URL: the password of its user, secret query options.
+
+    Takes any form the kit's clients accept (several MongoDB hosts, IPv6, Redis
+    over a unix socket, secrets in the query) and never raises: what it cannot
+    read with certainty it hides whole.
+    """
+    try:
+        return _redact(url)
+    except Exception:  # /debug/config must answer; an unreadable URL shows nothing
+        return "***"
+
+
+def _redact(url: str) -> str:
+    if not url:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    match = _SCHEME.match(url)
+    if not match:
+        return "***"  # not a URL: nothing tells which part of it is secret
+    head, rest = match.group(0), url[match.end():]
+    # The authority (after //) ends at the first / ? or #; the user's part at its last @.
+    authority = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest)) if match.group(2) else 0
+    last_at = rest.rfind("@")
+    if last_at >= authority and ":" in rest[:last_at]:
+        # An @ past the authority with a colon before it: a password holding an unescaped
+        # / ? or #, or an @ in an option. Clients disagree on which; show none of it.
+        return head + "***"
+    at = rest.rfind("@", 0, authority)
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        head += (user + ":***" if colon else rest[:at]) + "@"  # a user name alone is no secret
+        rest = rest[at + 1:]
+    cut = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
+    return head + rest[:cut + 1] + _redact_options(rest[cut + 1:])
+
+
+def _redact_options(query: str) -> str:
+    """name=value options, separated by & or ; (MongoDB takes both), with secret values hidden."""
+    parts = re.split(r"([&;])", query)
+    for i in range(0, len(parts), 2):
+        name, eq, value = parts[i].partition("=")
+        key = unquote_plus(name)
+        if eq and _SECRET_NAME.search(key):
+            parts[i] = f"{name}=***"
+        elif eq and key.lower() == "authmechanismproperties":
+            # NAME:value pairs, e.g. SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:<secret>
+            props = [prop.partition(":") for prop in unquote(value).split(",")]
+            parts[i] = f"{name}=" + ",".join(f"{k}:***" if c and _SECRET_NAME.search(k) else k + c + v
+                                             for k, c, v in props)
+    return "".join(parts)
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:

@@ -3,7 +3,10 @@
 docker-compose.yml is loaded by compose-go, the loader inside Docker Compose v2
 (tools/composeconfig): the .env beside it, interpolation, the Compose
 specification's JSON schema and its consistency checks, exactly as
-`docker compose config` would. The tests then read the resolved project.
+`docker compose config` would. The repo holds no .env (no working secret is
+committed): the tests load the compose file from a scratch directory with a
+.env made from .env.example plus fresh secrets, as `make env` makes it, and
+read the resolved project with its paths pointed back at the repo.
 The Dockerfile is linted with hadolint plus a few house checks, and its
 HEALTHCHECK command is run against the app under real gunicorn.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -28,14 +32,22 @@ from app.config import load_settings
 
 ROOT = rig.ROOT
 COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 CONFIG_TOOL = ROOT / ".cache" / "bin" / "composeconfig"
 
-# The ports the kit promises (README and the ports table of the behaviour contract).
-PUBLISHED = {"app": 8000, "locust": 8089, "mongo": 27017, "redis": 6379, "prometheus": 9090, "grafana": 3000}
+# The ports the kit publishes on the host (README and the ports table of the behaviour contract).
+PUBLISHED = {"app": 8000, "locust": 8089, "prometheus": 9090, "grafana": 3000}
+# The databases: on the compose network only, never on the host (the room changes the mode
+# through the admin API and its token, not by writing to Redis).
+INTERNAL = {"mongo": 27017, "redis": 6379}
 # Read by the app with no usable default for the full stack: unset, the app falls back to
 # in-process stand-ins (URLs) or per-process random secrets, which is wrong with several workers.
 REQUIRED_ENV = ("MONGO_URL", "REDIS_URL", "ADMIN_TOKEN", "PAYGATE_SECRET_KEY")
+# Empty in .env.example; compose refuses to start until each has a value.
+SECRETS = ("ADMIN_TOKEN", "PAYGATE_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD")
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|_KEY$|CREDENTIAL")
+SETUP_HINT = "cp .env.example .env"
 MEMORY_BUDGET = 2 * 1024**3
 
 pytestmark = pytest.mark.integration
@@ -57,12 +69,53 @@ def load(tool: Path, compose_file: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(tool), str(compose_file)], capture_output=True, text=True, timeout=60)
 
 
+def dotenv(text: str) -> dict[str, str]:
+    """NAME=value lines of an env file (comments and blank lines skipped)."""
+    return dict(line.split("=", 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def env_file(**values: str | None) -> str:
+    """.env.example with every secret filled with a fresh value, then `values` set (None: the line dropped)."""
+    values = {**{name: secrets.token_urlsafe(18) for name in SECRETS}, **values}
+    lines = []
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        name = line.split("=", 1)[0]
+        if line.startswith("#") or "=" not in line or name not in values:
+            lines.append(line)
+        elif values[name] is not None:
+            lines.append(f"{name}={values[name]}")
+    return "\n".join(lines) + "\n"
+
+
+def load_with(tool: Path, where: Path, env_text: str | None, compose_text: str | None = None) -> subprocess.CompletedProcess:
+    """Load the compose file from `where`, with `env_text` as the .env beside it (None: no .env)."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / COMPOSE.name).write_text(COMPOSE.read_text() if compose_text is None else compose_text)
+    (where / ".env").unlink(missing_ok=True)
+    if env_text is not None:
+        (where / ".env").write_text(env_text)
+    return load(tool, where / COMPOSE.name)
+
+
+def rebase(node, old: str, new: str):
+    """The resolved project with the paths under `old` (the scratch directory) under `new`."""
+    if isinstance(node, dict):
+        return {key: rebase(value, old, new) for key, value in node.items()}
+    if isinstance(node, list):
+        return [rebase(value, old, new) for value in node]
+    if isinstance(node, str) and (node == old or node.startswith(old + "/")):
+        return new + node[len(old):]
+    return node
+
+
 @pytest.fixture(scope="module")
-def project(composeconfig) -> dict:
-    """docker-compose.yml resolved with .env, as `docker compose config --format json` gives it."""
-    result = load(composeconfig, COMPOSE)
+def project(composeconfig, tmp_path_factory) -> dict:
+    """docker-compose.yml resolved with a .env made from .env.example plus fresh secrets,
+    as `docker compose config --format json` gives it, its paths in the repo."""
+    where = tmp_path_factory.mktemp("compose")
+    result = load_with(composeconfig, where, env_file())
     assert result.returncode == 0, f"docker-compose.yml does not load:\n{result.stderr}"
-    return json.loads(result.stdout)
+    return rebase(json.loads(result.stdout), str(where), str(ROOT))
 
 
 @pytest.fixture(scope="module")
@@ -85,31 +138,100 @@ def app_env_names() -> set[str]:
 
 def test_loader_rejects_what_docker_compose_rejects(composeconfig, tmp_path):
     """A misspelt key fails the schema and a missing required value fails interpolation."""
-    shutil.copy(ROOT / ".env", tmp_path / ".env")
     text = COMPOSE.read_text()
     assert "    healthcheck:\n" in text
-    (tmp_path / "docker-compose.yml").write_text(text.replace("    healthcheck:\n", "    healthchek:\n", 1))
-    bad_key = load(composeconfig, tmp_path / "docker-compose.yml")
+    bad_key = load_with(composeconfig, tmp_path, env_file(), text.replace("    healthcheck:\n", "    healthchek:\n", 1))
     assert bad_key.returncode != 0 and "healthchek" in bad_key.stderr
 
-    (tmp_path / "docker-compose.yml").write_text(text)
-    env = (ROOT / ".env").read_text()
-    (tmp_path / ".env").write_text(re.sub(r"(?m)^ADMIN_TOKEN=.*\n", "", env))
-    no_token = load(composeconfig, tmp_path / "docker-compose.yml")
+    no_token = load_with(composeconfig, tmp_path, env_file(ADMIN_TOKEN=None))
     assert no_token.returncode != 0 and "ADMIN_TOKEN" in no_token.stderr
+
+
+# --- no working secret in the repo ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_compose_refuses_to_start_without_each_secret(composeconfig, tmp_path, secret, how):
+    result = load_with(composeconfig, tmp_path, env_file(**{secret: None if how == "missing" else ""}))
+    assert result.returncode != 0
+    # The loader's own words, then ours: which variable, and how to set it.
+    assert re.search(rf"required variable {secret} is missing a value: set {secret} in \.env \(.*{re.escape(SETUP_HINT)}",
+                     result.stderr), result.stderr
+    others = set(SECRETS) - {secret}
+    assert not any(f"variable {name} " in result.stderr for name in others), result.stderr
+
+
+def test_a_copied_env_example_or_no_env_at_all_does_not_start(composeconfig, tmp_path):
+    """`cp .env.example .env` alone is refused until the secrets are filled in; so is no .env."""
+    for env_text in (ENV_EXAMPLE.read_text(), None):
+        result = load_with(composeconfig, tmp_path, env_text)
+        assert result.returncode != 0
+        for name in SECRETS:
+            assert f"required variable {name} is missing a value" in result.stderr, result.stderr
+
+
+def test_env_example_holds_no_secret_and_no_env_is_tracked():
+    example = dotenv(ENV_EXAMPLE.read_text())
+    secret_like = {name for name in example if SECRET_NAME.search(name)}
+    assert secret_like == set(SECRETS), "every secret of .env.example must be in SECRETS (and refused when empty)"
+    for name in SECRETS:
+        assert example[name] == "", f".env.example gives {name} a value: anyone who copies it shares that secret"
+        assert re.search(rf"\$\{{{name}:\?[^}}]*{re.escape(SETUP_HINT)}", COMPOSE.read_text()), \
+            f"docker-compose.yml does not refuse an empty {name}"
+    git = rig.require("git")
+    tracked = subprocess.run([git, "ls-files", "--", ".env", "**/.env"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert not tracked, f"tracked by git: {tracked}"
+    ignored = subprocess.run([git, "check-ignore", "-q", ".env"], cwd=ROOT)
+    assert ignored.returncode == 0, ".gitignore does not leave .env out"
+
+
+def make_env(where: Path) -> str:
+    """Run `make env` in a directory holding a copy of .env.example; the .env it leaves."""
+    if not (where / ".env.example").exists():
+        where.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ENV_EXAMPLE, where / ".env.example")
+    subprocess.run([rig.require("make"), "-s", "-C", str(where), "-f", str(ROOT / "Makefile"), "env"],
+                   check=True, capture_output=True, timeout=60)
+    return (where / ".env").read_text()
+
+
+def test_make_env_writes_a_working_env_once(composeconfig, tmp_path):
+    """`make env`: .env.example with a fresh value for each secret, private, never overwritten."""
+    first = make_env(tmp_path / "a")
+    written, example = dotenv(first), dotenv(ENV_EXAMPLE.read_text())
+    assert (tmp_path / "a" / ".env").stat().st_mode & 0o077 == 0, ".env is readable by others"
+    assert {k: v for k, v in written.items() if k not in SECRETS} == {k: v for k, v in example.items() if k not in SECRETS}
+    values = {written[name] for name in SECRETS}
+    assert len(values) == len(SECRETS) and all(len(v) >= 24 for v in values), values
+    assert make_env(tmp_path / "a") == first, "make env overwrote an existing .env"
+    assert not values & set(dotenv(make_env(tmp_path / "b")).values()), "make env repeats its secrets"
+    assert load_with(composeconfig, tmp_path / "stack", first).returncode == 0
 
 
 # --- docker-compose.yml --------------------------------------------------------------------------
 
 
 def test_every_service_of_the_stack_is_defined(services):
-    assert set(services) == set(PUBLISHED) | {"locust-worker"}
+    assert set(services) == set(PUBLISHED) | set(INTERNAL) | {"locust-worker"}
 
 
 def test_every_promised_port_is_published(services):
     for name, port in PUBLISHED.items():
         published = {(int(p["target"]), int(p["published"])) for p in services[name].get("ports", [])}
         assert (port, port) in published, f"{name} does not publish {port}"
+
+
+def test_databases_are_not_published_on_the_host(services):
+    """MongoDB and Redis have no password: on the host, anyone in the room could flip the mode."""
+    for name in INTERNAL:
+        assert not services[name].get("ports"), f"{name} publishes {services[name]['ports']}"
+        assert services[name].get("network_mode") != "host", name
+    # The app reaches them by service name on the compose network.
+    env = services["app"]["environment"]
+    assert urlsplit(env["MONGO_URL"]).hostname == "mongo" and urlsplit(env["MONGO_URL"]).port == INTERNAL["mongo"]
+    assert urlsplit(env["REDIS_URL"]).hostname == "redis" and urlsplit(env["REDIS_URL"]).port == INTERNAL["redis"]
 
 
 def test_every_service_has_a_healthcheck(services):
@@ -255,17 +377,19 @@ def test_app_environment_is_valid_and_uses_the_real_backends(services):
     assert env["BIND"].endswith(":8000")
 
 
-def test_values_live_in_dotenv_and_the_compose_file_names_them():
+def test_values_live_in_env_example_and_the_compose_file_names_them():
     text = COMPOSE.read_text()
-    dotenv = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines()
-                  if line.strip() and not line.startswith("#"))
+    example = dotenv(ENV_EXAMPLE.read_text())
     for name in REQUIRED_ENV + ("GRAFANA_ADMIN_PASSWORD",):
-        assert dotenv.get(name), f".env has no value for {name}"
-        value = re.escape(dotenv[name])
+        assert name in example, f".env.example does not name {name}"
+        if name in SECRETS:
+            continue
+        assert example[name], f".env.example has no value for {name}"
+        value = re.escape(example[name])
         assert not re.search(rf"""(?m)[:=]\s*["']?{value}["']?\s*$""", text), f"{name}'s value is written in docker-compose.yml"
-    # Every ${NAME} in the compose file has its value in .env.
+    # Every ${NAME} in the compose file is named in .env.example.
     for name in set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text)):
-        assert name in dotenv, f"${{{name}}} has no value in .env"
+        assert name in example, f"${{{name}}} is not in .env.example"
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------

@@ -16,6 +16,18 @@ from ..validation import KnobsPatch, ModeChange, ResetRequest, parse_body
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+@bp.after_app_request
+def _no_store(response):
+    """Nothing under /admin may be kept by a browser or proxy: the console, the state, every error.
+
+    App-wide and by path, not per blueprint: the console page lives in the pages
+    blueprint, and a 404 or 405 under /admin matches no blueprint at all.
+    """
+    if request.path == bp.url_prefix or request.path.startswith(bp.url_prefix + "/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class StateUnavailable(AppError):
     status, code, message = 503, "state_unavailable", "Redis is unreachable: the mode and knobs cannot change now."
 

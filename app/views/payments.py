@@ -11,6 +11,14 @@ from ..validation import InitiateRequest, VerifyRequest, is_payment_id, parse_bo
 bp = Blueprint("payments", __name__, url_prefix="/payment")
 
 
+@bp.after_request
+def _no_store_otp(response):
+    """The initiate answer holds an OTP: no browser or proxy may keep it (its errors alike)."""
+    if request.endpoint == "payments.initiate":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.post("/initiate")
 def initiate():
     """Create a payment and issue its OTP, or fail silently if it is not ready in time."""
