@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from pymongo import MongoClient
 
+import rig
 from app import create_app
 
-import rig
 from .helpers import unique
 
 

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+import rig
 from app import create_app
 from app.board import HISTORY_SECONDS, KEY_TTL_SECONDS, BoardStats, quantile_ms, ready_bucket
 
-import rig
 from .helpers import card_payload, initiate, unique
 
 

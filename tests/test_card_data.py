@@ -18,6 +18,7 @@ from bson import json_util
 from pymongo import MongoClient
 
 import rig
+
 from .helpers import future_expiry
 
 # Test cards of four brands, each with a CVV no log line or document has a reason

@@ -23,9 +23,8 @@ import pytest
 import requests
 import yaml
 
-from app.config import load_settings
-
 import rig
+from app.config import load_settings
 
 ROOT = rig.ROOT
 COMPOSE = ROOT / "docker-compose.yml"

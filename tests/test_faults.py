@@ -23,9 +23,9 @@ import redis
 import requests
 from pymongo import MongoClient
 
+import rig
 from app.contention import BASE_LEASE_S
 
-import rig
 from .helpers import initiate, verify
 
 PREFIX = "faults:"

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+import rig
 from app import create_app
 
-import rig
 from .helpers import card_payload, initiate, unique, verify
 
 INJECTIONS = [{"$ne": ""}, {"$gt": ""}, {"$regex": ".*"}, ["4111111111111111"], [],

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from loadtest.contention import wait_drained
-
 import rig
+from loadtest.contention import wait_drained
 
 pytestmark = pytest.mark.integration
 

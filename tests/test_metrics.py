@@ -17,6 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import rig
+
 from .helpers import initiate, verify
 from .test_board import worker_pids
 

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
 import rig
+
 from .helpers import initiate
 
 

@@ -11,9 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from app.views.pages import demo_expiry
-
 import rig
+from app.views.pages import demo_expiry
 
 PAGES = ["/", "/admin"]
 # A URL that leaves the app: http(s)://host or protocol-relative //host.

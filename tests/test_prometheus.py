@@ -18,9 +18,9 @@ import pytest
 import requests
 import yaml
 
+import rig
 from tools.prometheus_config import write_local_config
 
-import rig
 from .helpers import card_payload
 from .test_dashboards import alert_rules, dashboard_queries, substitute
 
