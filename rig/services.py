@@ -23,7 +23,11 @@ from pathlib import Path
 
 import requests
 
-__all__ = ['App', 'FERRETDB_BIN', 'MissingService', 'Postgres', 'ROOT', 'Service', 'TEST_SECRET', 'TEST_TOKEN', 'ferretdb', 'free_port', 'gunicorn', 'postgres', 'prometheus', 'redis_server', 'require', 'shared_postgres', 'start_app', 'temp_dir', 'wait_for_port']
+__all__ = [
+    'App', 'FERRETDB_BIN', 'MissingService', 'Postgres', 'ROOT', 'Service', 'TEST_SECRET', 'TEST_TOKEN',
+    'ferretdb', 'free_port', 'gunicorn', 'postgres', 'prometheus', 'redis_server', 'require',
+    'shared_postgres', 'start_app', 'temp_dir', 'wait_for_port',
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", ROOT / ".cache" / "bin" / "ferretdb"))
@@ -216,12 +220,18 @@ def ferretdb(workdir: Path, port: int | None = None) -> Service:
     return Service("ferretdb", argv, port, workdir)
 
 
-def gunicorn(workdir: Path, mongo_url: str, redis_url: str, workers: int = 2, port: int | None = None,
+def gunicorn(workdir: Path, mongo_url: str | None, redis_url: str, workers: int = 2, port: int | None = None,
              extra_env: dict | None = None) -> Service:
-    """The app under real gunicorn (gthread), as `make up` and compose run it."""
+    """The app under real gunicorn (gthread), as `make up` and compose run it.
+
+    With mongo_url None the app keeps its payments in SQLite, in a file of its
+    own under workdir (PAYGATE_SQLITE_PATH), as `make up` does by default.
+    """
     port = port or free_port()
+    # An empty MONGO_URL hides one the caller's environment may hold.
+    store = {"MONGO_URL": mongo_url} if mongo_url else {"MONGO_URL": "", "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3")}
     env = {
-        "MONGO_URL": mongo_url,
+        **store,
         "REDIS_URL": redis_url,
         "ADMIN_TOKEN": TEST_TOKEN,
         "PAYGATE_SECRET_KEY": TEST_SECRET,
@@ -286,7 +296,7 @@ class App:
         self.admin("POST", "/admin/reset").raise_for_status()
 
 
-def start_app(name: str, mongo_url: str, redis_url: str, workers: int = 2,
+def start_app(name: str, mongo_url: str | None, redis_url: str, workers: int = 2,
               extra_env: dict | None = None) -> App:
     """The app under gunicorn with a database and key prefix of its own, ready to serve."""
     db, prefix = f"{name}_{os.urandom(5).hex()}", f"{name}:{os.urandom(5).hex()}:"
