@@ -6,8 +6,9 @@ CACHE := .cache
 FERRETDB := $(CACHE)/bin/ferretdb
 APT_PACKAGES := redis-server prometheus chromium postgresql
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: up test bench venv services ferretdb clean
+.PHONY: up test bench soak venv bench-venv services wrk ferretdb clean
 
 ## venv: the Python environment, rebuilt when pyproject.toml changes
 venv: $(VENV)/.installed
@@ -15,6 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[load,test]'
+	touch $@
+
+## bench-venv: the venv plus the benchmark's extras (py-spy)
+bench-venv: $(VENV)/.bench-installed
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[load,test,bench]'
 	touch $@
 
 ## services: Debian's redis-server, prometheus, chromium and postgresql (as root; skipped when present)
@@ -25,6 +32,11 @@ services:
 	  echo "installing $(APT_PACKAGES) from Debian"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
 	fi
+
+## wrk: Debian's wrk, the benchmark's load generator (as root; skipped when present)
+wrk:
+	@command -v wrk >/dev/null || { echo "installing wrk from Debian"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; }
 
 ## ferretdb: the MongoDB-wire server for the tests (on PostgreSQL), built with Go (build cache kept in ~/.cache/go-build)
 ferretdb: $(FERRETDB)
@@ -46,13 +58,17 @@ up: venv
 	@$(PY) tools/up.py
 
 ## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus and Chromium
-test: venv services ferretdb
+test: venv services ferretdb wrk
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## bench: the benchmark; writes bench/RESULTS.md
-bench: venv services ferretdb
+## bench: the benchmark; writes bench/RESULTS.md (all but the soak block)
+bench: bench-venv services ferretdb wrk
 	$(PY) -m bench.run
+
+## soak: `make up` for 75 min under 40 shoppers; writes the soak block of bench/RESULTS.md (SOAK_ARGS="--minutes 5")
+soak: venv
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(CACHE) .pytest_cache

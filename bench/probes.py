@@ -1,4 +1,4 @@
-"""Probes of the running app: flip propagation, /metrics scrape time, the cost of instrumentation."""
+"""Probes of the running app: flip propagation and /metrics scrape time (the cost of metrics: bench/overhead.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import threading
 import time
 
 import requests
-
-from loadtest import traffic
 
 from .report import percentile
 
@@ -74,17 +72,3 @@ def scrape_time(application, scrapes: int) -> dict:
             samples = sum(1 for line in r.text.splitlines() if line and not line.startswith("#"))
     return {"scrapes": scrapes, "p50": percentile(times, 50), "p99": percentile(times, 99),
             "bytes": size, "samples": samples}
-
-
-def instrumentation_cost(instrumented, bare, workers: int, seconds: float, rounds: int) -> dict:
-    """Throughput with metrics over throughput without, alternating runs to share the machine's noise."""
-    done = {"with": [], "without": []}
-    for _ in range(rounds):
-        for label, application in (("with", instrumented), ("without", bare)):
-            tally = traffic.run(application.url, workers, seconds)
-            done[label].append(tally.success / seconds)
-    with_metrics = sum(done["with"]) / rounds
-    without = sum(done["without"]) / rounds
-    return {"workers": workers, "seconds": seconds, "rounds": rounds,
-            "with": round(with_metrics, 1), "without": round(without, 1),
-            "ratio": round(with_metrics / without, 3) if without else None}

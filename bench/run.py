@@ -1,12 +1,14 @@
-"""`make bench`: measure the kit under gunicorn with real Redis and FerretDB; write bench/RESULTS.md.
+"""`make bench`: measure the kit under gunicorn with real Redis and FerretDB (and SQLite); write bench/RESULTS.md.
 
-    python -m bench.run            # the full run (~8 min, plus the 5 min soak)
-    python -m bench.run --quick    # a short smoke run of every section (~2 min)
-    python -m bench.run --no-soak  # everything but the soak
+    python -m bench.run                  # the full run (20–25 min, the 5 min soak included)
+    python -m bench.run --quick          # a short smoke run of every section (~4 min), to a temp file
+    python -m bench.run --no-soak        # everything but the soak
+    python -m bench.run --only recovery  # one section; replaces only its block in bench/RESULTS.md
 
-Each section gets a fresh app (new database and key prefix) so that one
-section's payments do not slow the next. Results are written after every
-section, so an interrupted run still leaves what it measured.
+Each section gets fresh backends (sections h–j one set per set-up: the embedded
+default and real services), so that one section's payments do not slow the
+next. Results are written after every section, so an interrupted run still
+leaves what it measured. The `make soak` block (bench/soak.py) is kept as found.
 """
 
 from __future__ import annotations
@@ -22,29 +24,22 @@ import requests
 
 from loadtest import contention
 
-from . import load, probes, stack
+from . import load, probes, results, stack
 from .report import machine, ms, table
+from .sections import section_flatness, section_recovery, section_throughput
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-FULL = dict(headline_s=30, sizes=[1, 3, 5, 10], capacity_s=12, flips=20, scrapes=30, cost_s=8, cost_rounds=2,
+RESULTS = results.RESULTS
+# wrk_s: seconds per wrk run (BENCH_WRK_SECONDS overrides); recovery: (seconds of audit, most seconds to wait).
+WRK_S = float(os.environ.get("BENCH_WRK_SECONDS") or 15)
+FULL = dict(headline_s=30, sizes=[1, 3, 5, 10], capacity_s=12, flips=20, scrapes=30,
             curve_users=[1, 2, 3, 5, 10, 20, 40], curve_s=6, rush=(40, 15, 30), search_s=7,
-            soak=(200, 300, 3.0))
-QUICK = dict(headline_s=4, sizes=[1, 3], capacity_s=3, flips=4, scrapes=5, cost_s=2, cost_rounds=1,
-             curve_users=[1, 3, 10], curve_s=2, rush=(20, 4, 6), search_s=2, soak=(40, 15, 1.0))
+            soak=(200, 300, 3.0), wrk_s=WRK_S, wrk_c=40, wrk_rounds=1, profile=False, seed_n=100_000, lone=50,
+            recovery=(30, 120))
+QUICK = dict(headline_s=4, sizes=[1, 3], capacity_s=3, flips=4, scrapes=5,
+             curve_users=[1, 3, 10], curve_s=2, rush=(20, 4, 6), search_s=2, soak=(40, 15, 1.0),
+             wrk_s=3, wrk_c=40, wrk_rounds=1, profile=False, seed_n=5_000, lone=10, recovery=(6, 30))
 # (users, think seconds, contention_ms_per_write) tried in `audit` for the ~80 % phase.
 SEARCH = [(5, 1.0, 50), (10, 1.0, 50), (20, 1.0, 50), (3, 0.0, 25), (10, 1.0, 25), (20, 1.0, 25)]
-
-
-class Results:
-    """The results file, rewritten after every section."""
-
-    def __init__(self, path: Path, header: str):
-        self.path, self.parts = path, [header]
-
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-        self.path.write_text("\n\n".join(self.parts) + "\n")
-        print(f"  … written to {self.path}", file=sys.stderr)
 
 
 def header(info: dict, quick: bool) -> str:
@@ -54,7 +49,9 @@ def header(info: dict, quick: bool) -> str:
         "Written by `make bench` (`python -m bench.run" + (" --quick" if quick else "") + "`). The app runs under"
         f" gunicorn ({stack.WORKERS} gthread workers) against a real redis-server and FerretDB (the MongoDB-wire server"
         " as rig/services.py starts it), all on 127.0.0.1. The load generator (Python threads, one keep-alive"
-        " connection per simulated shopper) runs on the same machine and shares its cores.",
+        " connection per simulated shopper) runs on the same machine and shares its cores. Sections (h) and (i) use wrk"
+        " instead (C, far lighter on the shared cores); (h)–(j) also run the embedded default (no MONGO_URL: SQLite"
+        " inside the app, with a real redis-server).",
         "",
         f"**Machine:** {info['cores']} cores, {info['ram']} RAM, {info['cpu']}; Python {info['python']};"
         f" {info['os']}; run on {info['date']}; load average at start {info['load_at_start']}.",
@@ -106,10 +103,9 @@ def section_capacity(application, p) -> str:
             + body)
 
 
-def section_probes(application, bare, p) -> str:
+def section_probes(application, p) -> str:
     flip = probes.flip_propagation(application, stack.worker_pids(application), p["flips"])
     scrape = probes.scrape_time(application, p["scrapes"])
-    cost = probes.instrumentation_cost(application, bare, 20, p["cost_s"], p["cost_rounds"])
     return ("## (d) Flip propagation across workers\n\n"
             f"{flip['flips']} flips; after each, pollers on fresh connections read `/debug/config` (which names"
             " the worker pid) until every worker reports the new mode. Delay = flip answered → first answer"
@@ -117,15 +113,11 @@ def section_probes(application, bare, p) -> str:
             + table(["workers", "samples", "p50 (ms)", "p99 (ms)", "max (ms)", "missed (> 3 s)"],
                     [[flip["workers"], flip["samples"], ms(flip["p50"]), ms(flip["p99"]), ms(flip["max"]),
                       flip["missed"]]])
-            + "\n\n## (e) `/metrics`: scrape time and the cost of instrumentation\n\n"
+            + "\n\n## (e) `/metrics`: scrape time\n\n"
             + table(["scrapes", "p50 (ms)", "p99 (ms)", "size (bytes)", "samples"],
                     [[scrape["scrapes"], ms(scrape["p50"]), ms(scrape["p99"]), scrape["bytes"], scrape["samples"]]])
-            + "\n\nCost of instrumentation: the same load (20 back-to-back shoppers, `original`,"
-            f" {cost['seconds']:g} s, {cost['rounds']} alternating round(s)) against this app and against"
-            " `bench.bare:app`, the same app with every metric replaced by one that records nothing, served by"
-            " a second gunicorn on the same Redis and FerretDB.\n\n"
-            + table(["with metrics (payments/s)", "without (payments/s)", "ratio with / without"],
-                    [[cost["with"], cost["without"], cost["ratio"]]]))
+            + "\n\nThe cost of instrumentation (the app against `bench.bare:app`, the same app with every metric"
+              " a no-op) is in (h), measured with wrk and CPU per checkout.")
 
 
 def section_dynamics(application, p) -> str:
@@ -176,37 +168,60 @@ def section_soak(application, p) -> str:
             + "\n\n" + rss)
 
 
+SECTIONS = [  # (title, name, function, needs an app on fresh FerretDB + Redis)
+    ("(a) headline", "headline", section_headline, True), ("(b) contention", "contention", section_contention, True),
+    ("(c) capacity", "capacity", section_capacity, True), ("(d, e) probes", "probes", section_probes, True),
+    ("(f) dynamics", "dynamics", section_dynamics, True), ("(g) soak", "soak_short", section_soak, True),
+    ("(h) throughput", "throughput", section_throughput, False), ("(i) flatness", "flatness", section_flatness, False),
+    ("(j) recovery", "recovery", section_recovery, False),
+]
+
+
+def run_section(name: str, section, needs_app: bool, p: dict) -> str:
+    """One section's Markdown; an app of its own on fresh backends when it needs one."""
+    if not needs_app:
+        return section(p)
+    # Fresh backends per section: one section's backlog (a collapse, 200 shoppers) never slows the next.
+    with stack.backends() as (mongo_url, redis_url), stack.app(mongo_url, redis_url, name) as application:
+        return section(application, p)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
+    names = [name for _, name, _, _ in SECTIONS]
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorten every section (a smoke run)")
     parser.add_argument("--no-soak", action="store_true", help="skip the 5 minute soak")
+    parser.add_argument("--only", choices=names, metavar="SECTION",
+                        help=f"run one section and replace only its block in the results file ({', '.join(names)})")
+    parser.add_argument("--profile", action="store_true", help="(h): add py-spy's busiest frames of the kit")
     parser.add_argument("--out", type=Path, help="results file (default bench/RESULTS.md; --quick: a temp file)")
     args = parser.parse_args(argv)
-    p = QUICK if args.quick else FULL
+    p = dict(QUICK if args.quick else FULL, profile=args.profile)
     out = args.out or (Path(tempfile.gettempdir()) / "paygate-RESULTS-quick.md" if args.quick else RESULTS)
-    results = Results(out, header(machine(), args.quick))
+    info = machine()
     started = time.monotonic()
 
     def step(name: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {name}", file=sys.stderr, flush=True)
 
-    sections = [("(a) headline", "headline", section_headline), ("(b) contention", "contention", section_contention),
-                ("(c) capacity", "capacity", section_capacity), ("(d, e) probes", "probes", section_probes),
-                ("(f) dynamics", "dynamics", section_dynamics)]
-    if not args.no_soak:
-        sections.append(("(g) soak", "soak", section_soak))
-    for title, name, section in sections:
+    if args.only:
+        title, name, section, needs_app = next(s for s in SECTIONS if s[1] == args.only)
         step(title)
-        # Fresh backends per section: one section's backlog (a collapse, 200 shoppers) never slows the next.
-        with stack.backends() as (mongo_url, redis_url), stack.app(mongo_url, redis_url, name) as application:
-            if section is section_probes:
-                with stack.app(mongo_url, redis_url, "bare", wsgi="bench.bare:app") as bare:
-                    results.add(section(application, bare, p))
-            else:
-                results.add(section(application, p))
+        text = run_section(name, section, needs_app, p)
+        stamp = (f"\n\n_Measured alone (`python -m bench.run --only {name}{' --quick' if args.quick else ''}`) on"
+                 f" {info['date']}; load average at start {info['load_at_start']}._")
+        results.update(out, name, text + stamp, header(info, args.quick))
+        step(f"done: {out}")
+        return 0
+    report = results.Results(out, header(info, args.quick))
+    for title, name, section, needs_app in SECTIONS:
+        if name == "soak_short" and args.no_soak:
+            continue
+        step(title)
+        report.add(name, run_section(name, section, needs_app, p))
     load_end = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    results.add(f"---\n\nWhole run: {time.monotonic() - started:.0f} s; load average at the end {load_end}.")
+    report.add("end", f"---\n\nWhole run: {time.monotonic() - started:.0f} s; load average at the end {load_end}.")
     step(f"done: {out}")
     return 0
 

@@ -1,44 +1,105 @@
-"""The services the benchmark runs against: real Redis, FerretDB and multi-worker gunicorn."""
+"""The services the benchmark runs against: real Redis, FerretDB or SQLite, and multi-worker gunicorn."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import rig
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+STUB = "bench.stub:app"
+SETUPS = ("embedded", "services")
+
+
+def sqlite_store() -> bool:
+    """True when the app has its SQLite store (app.store.sqlite), used when MONGO_URL is unset."""
+    try:
+        return importlib.util.find_spec("app.store.sqlite") is not None
+    except ImportError:
+        return False
+
+
+@dataclass
+class Setup:
+    """One way to run the kit's backends: their URLs, the database processes, the worker count."""
+
+    name: str
+    label: str
+    mongo_url: str | None
+    redis_url: str
+    db_pids: list[int]
+    workers: int
+
+
+@contextlib.contextmanager
+def setup(name: str):
+    """Backends on free loopback ports; yields a Setup.
+
+    "embedded" is `make up`'s default: a real redis-server and no MONGO_URL
+    (payments in SQLite inside the app). Before the app had its SQLite store,
+    no MONGO_URL meant an in-process stand-in that only one worker can share,
+    so that case runs one worker and says so. "services" is redis-server and
+    FerretDB on PostgreSQL.
+    """
+    if name not in SETUPS:
+        raise ValueError(f"unknown set-up {name!r}; one of {SETUPS}")
+    redis_svc = rig.redis_server(rig.temp_dir("bench-redis")).start()
+    mongo_svc = None
+    try:
+        redis_url = f"redis://127.0.0.1:{redis_svc.port}/0"
+        if name == "embedded":
+            sqlite = sqlite_store()
+            yield Setup(name, "SQLite + redis-server" if sqlite else "in-process stand-in (no SQLite store yet) + redis-server",
+                        None, redis_url, [redis_svc.proc.pid], WORKERS if sqlite else 1)
+        else:
+            mongo_svc = rig.ferretdb(rig.temp_dir("bench-ferretdb")).start()
+            yield Setup(name, "FerretDB on PostgreSQL + redis-server", f"mongodb://127.0.0.1:{mongo_svc.port}/",
+                        redis_url, [redis_svc.proc.pid, mongo_svc.proc.pid, rig.shared_postgres().proc.pid], WORKERS)
+    finally:
+        if mongo_svc:
+            mongo_svc.stop()
+        redis_svc.stop()
 
 
 @contextlib.contextmanager
 def backends():
     """redis-server and FerretDB on free loopback ports; yields (mongo_url, redis_url)."""
-    redis_svc = rig.redis_server(rig.temp_dir("bench-redis")).start()
-    mongo_svc = rig.ferretdb(rig.temp_dir("bench-ferretdb")).start()
-    try:
-        yield f"mongodb://127.0.0.1:{mongo_svc.port}/", f"redis://127.0.0.1:{redis_svc.port}/0"
-    finally:
-        mongo_svc.stop()
-        redis_svc.stop()
+    with setup("services") as s:
+        yield s.mongo_url, s.redis_url
 
 
 @contextlib.contextmanager
-def app(mongo_url: str, redis_url: str, name: str = "bench", wsgi: str | None = None, workers: int = WORKERS):
-    """The app under gunicorn (`wsgi` overrides the app module); yields a rig.App."""
+def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | None = None, workers: int = WORKERS):
+    """The app under gunicorn (`wsgi` overrides the app module); yields a rig.App.
+
+    mongo_url None: payments in SQLite, the file at sqlite_path(application).
+    wsgi=STUB serves the bare stub, which has no admin API to reset.
+    """
+    db, prefix = f"bench_{name}", f"bench-{name}:"
     svc = rig.gunicorn(rig.temp_dir(f"bench-{name}"), mongo_url, redis_url, workers=workers,
-                       extra_env={"MONGO_DB": f"bench_{name}", "PAYGATE_KEY_PREFIX": f"bench-{name}:"})
+                       extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": prefix})
     if wsgi:
         svc.argv.append(wsgi)  # gunicorn's positional app module wins over wsgi_app in the config
     svc.start()
-    application = rig.App(svc)
+    application = rig.App(svc, db_name=db, prefix=prefix)
     try:
         application.wait_ready(timeout=60)
-        application.reset()
+        if wsgi != STUB:
+            application.reset()
         yield application
     finally:
         svc.stop()
+
+
+def sqlite_path(application: rig.App) -> Path | None:
+    """The SQLite file of an app started without MONGO_URL, else None."""
+    path = application.service.env.get("PAYGATE_SQLITE_PATH")
+    return Path(path) if path else None
 
 
 def worker_pids(application: rig.App) -> list[int]:

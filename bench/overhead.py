@@ -1,0 +1,94 @@
+"""What the kit costs over a bare stub, and what its metrics cost: wrk throughput and CPU per checkout.
+
+Three servers take the same wrk load in turn, each under gunicorn with the
+kit's gunicorn.conf.py and the same worker and thread counts: the stub
+(bench/stub.py), the kit, and the kit with every metric a no-op
+(bench/bare.py). Only the server being measured runs, so none steals CPU
+from another. CPU comes from /proc: the gunicorn master and its workers
+(app CPU) and, separately, the database processes (DB CPU).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+from . import cpu, stack, wrk
+
+WARMUP_S = 2
+TARGETS = (("stub", stack.STUB), ("kit", None), ("bare", "bench.bare:app"))
+
+
+def measure(application, db_pids: list[int], seconds: float, connections: int, warmup_s: float = WARMUP_S) -> dict:
+    """wrk checkouts against one running server, with its app and database CPU per checkout.
+
+    A short unmeasured run first: imports, pools and the first connections
+    are start-up costs, not a checkout's.
+    """
+    if warmup_s:
+        wrk.run(application.url, warmup_s, connections)
+    with cpu.Meter([application.service.proc.pid]) as app_cpu, cpu.Meter(db_pids) as db_cpu:
+        row = wrk.run(application.url, seconds, connections)
+    row["app_cpu_s"], row["db_cpu_s"] = app_cpu.seconds, db_cpu.seconds
+    return row
+
+
+def combine(rows: list[dict]) -> dict:
+    """Several rounds of one target as one: totals, then rates and CPU per checkout from the totals."""
+    out = dict(rows[-1])
+    for key in ("seconds", "checkouts", "initiates", "awaiting", "other", "app_cpu_s", "db_cpu_s"):
+        out[key] = sum(r[key] for r in rows)
+    out["per_second"] = round(out["checkouts"] / out["seconds"], 1) if out["seconds"] else 0.0
+    out["otp_rate"] = round(100 * out["awaiting"] / out["initiates"], 2) if out["initiates"] else None
+    out["p50"] = sorted(r["p50"] for r in rows)[len(rows) // 2]
+    out["app_cpu_ms"] = cpu.per_checkout_ms(out["app_cpu_s"], out["checkouts"])
+    out["db_cpu_ms"] = cpu.per_checkout_ms(out["db_cpu_s"], out["checkouts"])
+    return out
+
+
+def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+    """a / b, None when either is missing or b is zero."""
+    return round(a / b, digits) if a is not None and b else None
+
+
+def compare(setup: stack.Setup, seconds: float = 15, connections: int = 40, rounds: int = 1,
+            warmup_s: float = WARMUP_S, profile: bool = False) -> dict:
+    """Stub, kit and kit without metrics under the same wrk load, in `original`; ratios between them.
+
+    With rounds > 1 the three alternate, so the machine's slow moments fall
+    on all of them. profile=True adds a py-spy run on the kit (after its
+    measured runs, so sampling costs none of them): its busiest frames.
+    """
+    runs: dict[str, list[dict]] = {label: [] for label, _ in TARGETS}
+    frames = None
+    for round_no in range(rounds):
+        for label, wsgi in TARGETS:
+            with stack.app(setup.mongo_url, setup.redis_url, f"{setup.name}_{label}", wsgi=wsgi,
+                           workers=setup.workers) as application:
+                runs[label].append(measure(application, setup.db_pids, seconds, connections, warmup_s))
+                if profile and label == "kit" and round_no == rounds - 1:
+                    frames = profiled(application, seconds, connections)
+    stub, kit, bare = (combine(runs[label]) for label, _ in TARGETS)
+    return {
+        "setup": setup.label, "workers": setup.workers, "connections": connections, "rounds": rounds,
+        "stub": stub, "kit": kit, "bare": bare,
+        "throughput_ratio": ratio(kit["per_second"], stub["per_second"]),
+        "app_cpu_ratio": ratio(kit["app_cpu_ms"], stub["app_cpu_ms"], 2),
+        # The cost of metrics, as a share: throughput lost, and app CPU added per checkout.
+        "metrics_throughput_cost": ratio(bare["per_second"] - kit["per_second"], bare["per_second"]),
+        "metrics_cpu_cost": ratio((kit["app_cpu_ms"] or 0) - (bare["app_cpu_ms"] or 0), bare["app_cpu_ms"]),
+        "frames": frames,
+    }
+
+
+def profiled(application, seconds: float, connections: int) -> list[tuple[str, float]]:
+    """The kit's busiest Python frames (self time, % of samples) under the same wrk load."""
+    out = Path(tempfile.mkdtemp(prefix="paygate-profile-")) / "kit.txt"
+    load = threading.Thread(target=wrk.run, args=(application.url, seconds + 2, connections))
+    load.start()
+    try:
+        cpu.profile(application.service.proc.pid, seconds, out)
+    finally:
+        load.join()
+    return cpu.top_frames(out)

@@ -1,0 +1,109 @@
+"""The results sections measured on both set-ups (embedded default and real services), with wrk.
+
+Each section starts its own backends per set-up (bench/stack.py) and returns
+its Markdown for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+from . import flatness, overhead, recovery, seed, stack
+from .report import ms, table
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A share (0–1) as a percentage, — when missing."""
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def yes(flag: bool | None) -> str:
+    """A verdict cell."""
+    return "—" if flag is None else ("**yes**" if flag else "**no**")
+
+
+def section_throughput(p: dict) -> str:
+    """(h) kit against a bare stub, CPU per checkout, and the cost of metrics, on both set-ups."""
+    rows = []
+    for name in stack.SETUPS:
+        with stack.setup(name) as s:
+            rows.append(overhead.compare(s, p["wrk_s"], p["wrk_c"], p["wrk_rounds"], profile=p["profile"]))
+    speed = table(["set-up", "workers", "stub checkouts/s", "kit checkouts/s", "kit / stub", "≥ 0.5?", "kit OTP success",
+                   "p50 request kit (ms)", "p50 request stub (ms)"],
+                  [[r["setup"], r["workers"], r["stub"]["per_second"], r["kit"]["per_second"], r["throughput_ratio"],
+                    yes(r["throughput_ratio"] is not None and r["throughput_ratio"] >= 0.5), f"{r['kit']['otp_rate']}%",
+                    ms(r["kit"]["p50"]), ms(r["stub"]["p50"])] for r in rows])
+    cpu = table(["set-up", "app CPU kit (ms/checkout)", "app CPU stub (ms/checkout)", "kit / stub", "≤ 2?",
+                 "DB CPU kit (ms/checkout)"],
+                [[r["setup"], r["kit"]["app_cpu_ms"], r["stub"]["app_cpu_ms"], r["app_cpu_ratio"],
+                  yes(r["app_cpu_ratio"] is not None and r["app_cpu_ratio"] <= 2), r["kit"]["db_cpu_ms"]] for r in rows])
+    cost = table(["set-up", "with metrics (checkouts/s)", "without (checkouts/s)", "throughput cost",
+                  "app CPU with (ms/checkout)", "without", "CPU cost", "≤ 3 %?"],
+                 [[r["setup"], r["kit"]["per_second"], r["bare"]["per_second"], pct(r["metrics_throughput_cost"]),
+                   r["kit"]["app_cpu_ms"], r["bare"]["app_cpu_ms"], pct(r["metrics_cpu_cost"]),
+                   yes(r["metrics_throughput_cost"] is not None and r["metrics_throughput_cost"] <= 0.03)] for r in rows])
+    text = ("## (h) Throughput against a bare stub, CPU per checkout, the cost of metrics\n\n"
+            f"wrk (C, `bench/checkout.lua`): {p['wrk_c']} connections, each a back-to-back shopper (initiate, then"
+            f" verify with the OTP from the answer), {p['wrk_s']:g} s per server after a {overhead.WARMUP_S:g} s warm-up,"
+            f" {p['wrk_rounds']} round(s), mode `original`. Servers, one at a time, each under gunicorn with the kit's"
+            " gunicorn.conf.py and the same workers and threads: `bench.stub:app` (Flask; initiate sleeps two 15 ms"
+            " writes, verify always succeeds), the kit, and `bench.bare:app` (the kit with every metric a no-op)."
+            " Checkouts = verified successes; OTP success = initiates answered `awaiting_otp` / all initiates;"
+            " p50 is per request (wrk times requests, initiates and verifies alike). CPU: utime + stime from"
+            " /proc of the gunicorn master and workers (app) and of redis-server, FerretDB and PostgreSQL (DB)"
+            " over the measured run, per checkout. The embedded set-up keeps payments in SQLite inside the app.\n\n"
+            + speed + "\n\n" + cpu + "\n\nCost of instrumentation (target ≤ 3 %):\n\n" + cost)
+    for r in rows:
+        if r["frames"]:
+            text += (f"\n\nWhere the kit's app CPU goes ({r['setup']}; py-spy, GIL-holding samples, self time):\n\n"
+                     + table(["frame", "share"], [[f"`{f}`", f"{share}%"] for f, share in r["frames"]]))
+    return text
+
+
+def section_flatness(p: dict) -> str:
+    """(i) empty store against one holding many payments, per backend."""
+    rows = []
+    for name in stack.SETUPS:
+        with stack.setup(name) as s:
+            try:
+                r = flatness.measure(s, p["seed_n"], p["wrk_s"], p["wrk_c"], p["lone"])
+            except seed.SeedUnavailable as err:
+                rows.append([s.label, f"not measured: {err}"] + [None] * 8)
+                continue
+        rows.append([r["setup"], f"{r['n']:,}", r["seed_s"], r["empty"]["per_second"], r["full"]["per_second"],
+                     r["throughput_ratio"], ms(r["empty"]["lone"]), ms(r["full"]["lone"]), r["latency_ratio"],
+                     yes(r["flat"])])
+    return ("## (i) Flatness: an empty store against a full one\n\n"
+            f"One app per backend, measured empty, then given {p['seed_n']:,} succeeded payments (intents and"
+            " their charges) written straight into its store (`bench/seed.py`, not through HTTP), then measured"
+            f" again. Throughput: wrk checkouts/s, {p['wrk_c']} back-to-back shoppers, {p['wrk_s']:g} s, `original`."
+            f" Lone initiate: median of {p['lone']} sequential initiates on one connection, nothing else running."
+            " Target: full within 10 % of empty, both ways.\n\n"
+            + table(["backend", "stored", "seeding (s)", "empty checkouts/s", "full checkouts/s", "full / empty",
+                     "empty lone initiate (ms)", "full lone initiate (ms)", "full / empty", "within 10 %?"], rows))
+
+
+def section_recovery(p: dict) -> str:
+    """(j) seconds from the flip back to `original` until OTP success and ready p95 are back, per set-up."""
+    audit_s, max_wait_s = p["recovery"]
+    results = []
+    for name in stack.SETUPS:
+        with stack.setup(name) as s, stack.app(s.mongo_url, s.redis_url, f"{name}_recovery", workers=s.workers) as a:
+            results.append((s, recovery.measure(a, s.redis_url, audit_s, 40, 1.0, max_wait_s)))
+    summary = table(["set-up", "workers", "last 5 s of audit: OTP success", "ready p95 (ms)", "seconds to recover",
+                     "≤ 30 s?"],
+                    [[s.label, s.workers, pct(r["before"]["rate"], 0), r["before"]["p95_ms"],
+                      r["seconds"] if r["seconds"] is not None else f"> {max_wait_s:g}",
+                      yes(r["seconds"] is not None and r["seconds"] <= 30)] for s, r in results])
+    text = ("## (j) Recovery after `audit`\n\n"
+            f"40 shoppers (`loadtest/traffic.py`, 1 s mean think) in `audit` for {audit_s:g} s, then a flip to"
+            " `original` with the load still on. Recovered = a sliding 5 s window with OTP success ≥ 99 % and ready"
+            f" p95 ≤ 60 ms (at least {recovery.MIN_EVENTS} outcomes). Source: the app's live-board counters (per-second"
+            " OTP outcomes and 10 ms ready-time buckets that every worker keeps in Redis; /board/data shows the same"
+            " over 10 s), read from Redis for the last 5 whole seconds. A write counts in the second it completes,"
+            " so the `audit` backlog draining after the flip holds p95 up until it is gone. Target ≤ 30 s.\n\n"
+            + summary)
+    for s, r in results:
+        shown = [w for w in r["series"] if round(w["t"]) % 5 == 0 or w is r["series"][-1]]
+        text += (f"\n\nAfter the flip, {s.label}:\n\n"
+                 + table(["t after flip (s)", "OTP outcomes", "OTP success", "ready p95 (ms)", "writes in flight"],
+                         [[w["t"], w["otp"], pct(w["rate"], 0), w["p95_ms"], w["inflight"]] for w in shown]))
+    return text

@@ -1,0 +1,195 @@
+"""`make soak`: `make up` left running in `original` under steady shoppers; is it still whole at the end?
+
+    python -m bench.soak [--minutes 75] [--users 40] [--think 1.0] [--out bench/RESULTS.md]
+
+Starts tools/up.py from this repository on free loopback ports (PORT,
+LOCUST_PORT, PROMETHEUS_PORT, BIND), waits for /ready, and drives it with
+loadtest/traffic.py shoppers for the whole time. Every minute: checkouts,
+OTP success, p95 checkout time, and the RSS of every gunicorn worker (the
+children of the gunicorn master under up.py). Writes its own block of
+bench/RESULTS.md (`<!-- soak -->`, which `make bench` keeps) and stops the
+kit with SIGINT to up.py at the end, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from loadtest import traffic
+from rig import ROOT, free_port
+
+from . import cpu, results, stack
+from .report import machine, percentile, table
+
+# A worker that keeps anything per checkout grows by far more: at 40 shoppers with 1 s think
+# (~100,000 checkouts an hour) even 20 bytes a checkout is 2 MiB an hour.
+FLAT_MIB_PER_HOUR = 2.0
+WARMUP_S = 10
+
+
+def start_kit(log: Path) -> tuple[subprocess.Popen, str, str]:
+    """tools/up.py on free loopback ports; returns (process, app URL, admin token)."""
+    port, token = free_port(), secrets.token_urlsafe(18)
+    env = {**os.environ, "PORT": str(port), "LOCUST_PORT": str(free_port()), "PROMETHEUS_PORT": str(free_port()),
+           "BIND": f"127.0.0.1:{port}", "ADMIN_TOKEN": token}
+    with open(log, "ab") as out:
+        # A session of its own: the terminal's Ctrl-C reaches this script, which then stops the kit in order.
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "up.py")], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}", token
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
+    """Block until the app answers /ready with 200 (the kit's log tail on failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"make up exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if requests.get(url + "/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/ready not 200 after {timeout:g} s")
+
+
+def stop_kit(proc: subprocess.Popen) -> None:
+    """SIGINT to up.py (it stops its children), then harder if it has not gone in 60 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def workers(up_pid: int) -> list[int]:
+    """The gunicorn workers under up.py: children of its child whose command line runs gunicorn."""
+    kids = cpu.children()
+    for pid in kids.get(up_pid, ()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"gunicorn" in part for part in cmdline[:3]):
+            return sorted(kids.get(pid, ()))
+    return []
+
+
+def minute(outcomes: list, since: float, until: float, up_pid: int) -> dict:
+    """The figures of checkouts finished in [since, until), and every worker's RSS now."""
+    done = [o for o in outcomes if since <= o.started + o.seconds < until]
+    ok = sum(o.ok for o in done)
+    return {"checkouts": len(done), "success": ok, "rate": 100 * ok / len(done) if done else None,
+            "p95": percentile([o.seconds for o in done], 95), "rss": {p: stack.rss_mib(p) for p in workers(up_pid)}}
+
+
+def soak(minutes: float, users: int, think_s: float, log: Path) -> dict:
+    """Run the kit and the shoppers for `minutes`; per-minute samples and totals."""
+    proc, url, token = start_kit(log)
+    try:
+        wait_ready(proc, url, log)
+        requests.post(url + "/admin/reset", headers={"Authorization": f"Bearer {token}"}, timeout=10).raise_for_status()
+        tally, stop = traffic.Tally(), threading.Event()
+        shoppers = threading.Thread(target=traffic.run, args=(url, users, minutes * 60 + WARMUP_S, think_s, tally, stop),
+                                    daemon=True)
+        t0 = time.monotonic()
+        shoppers.start()
+        time.sleep(WARMUP_S)  # imports, pools and first connections are not growth
+        baseline = {p: stack.rss_mib(p) for p in workers(proc.pid)}
+        samples = []
+        try:
+            for k in range(1, math.ceil(minutes) + 1):
+                end = t0 + WARMUP_S + min(k * 60, minutes * 60)
+                time.sleep(max(0.0, end - time.monotonic()))
+                samples.append({"minute": round((end - t0 - WARMUP_S) / 60, 2),
+                                **minute(tally.snapshot(), end - 60, end, proc.pid)})
+        finally:
+            stop.set()
+            shoppers.join(30)
+        counts = tally.by_result()
+        return {"minutes": minutes, "users": users, "think": think_s, "baseline": baseline, "samples": samples,
+                "total": tally.total, "success": tally.success, "otp_unavailable": counts["otp_unavailable"],
+                "errors": counts["error"], "error_kinds": dict(tally.errors())}
+    finally:
+        stop_kit(proc)
+
+
+def growth(r: dict) -> list[dict]:
+    """Per worker: RSS at start and end, growth over the run, and MiB/hour over its second half."""
+    out = []
+    last = r["samples"][-1]
+    mid = r["samples"][(len(r["samples"]) - 1) // 2] if len(r["samples"]) > 2 else {"minute": 0, "rss": r["baseline"]}
+    for pid, start in r["baseline"].items():
+        end, half = last["rss"].get(pid), mid["rss"].get(pid)
+        hours = (last["minute"] - mid["minute"]) / 60
+        rate = (end - half) / hours if None not in (end, half) and hours > 0 else None
+        out.append({"pid": pid, "start": start, "end": end, "change": None if end is None else end - start,
+                    "per_hour": rate, "flat": rate is not None and rate <= FLAT_MIB_PER_HOUR})
+    return out
+
+
+def render(r: dict, info: dict) -> str:
+    """The soak's Markdown block."""
+    step = max(1, len(r["samples"]) // 15)
+    shown = [s for i, s in enumerate(r["samples"]) if i % step == 0 or i == len(r["samples"]) - 1]
+    pids = sorted(r["baseline"])
+    rows = [[s["minute"], s["checkouts"], "—" if s["rate"] is None else f"{s['rate']:.1f}%",
+             "—" if s["p95"] is None else f"{s['p95'] * 1000:.0f}"]
+            + [f"{s['rss'][p]:.1f}" if s["rss"].get(p) else "gone" for p in pids] for s in shown]
+    grow = growth(r)
+    all_ok = r["total"] > 0 and r["success"] == r["total"]
+    flat = bool(grow) and all(g["flat"] for g in grow)
+    return (f"## (k) Soak of `make up`: {r['minutes']:g} min in `original`, {r['users']} shoppers\n\n"
+            f"`make soak` (`python -m bench.soak --minutes {r['minutes']:g} --users {r['users']} --think {r['think']:g}`):"
+            " tools/up.py as a participant runs it, on free loopback ports; loadtest/traffic.py shoppers with"
+            f" {r['think']:g} s mean think time. Run on {info['date']}, {info['cores']} cores, load average at start"
+            f" {info['load_at_start']}. Per minute: checkouts finished, OTP success (issued and verified), p95"
+            " checkout time, RSS of each gunicorn worker (MiB).\n\n"
+            + table(["minute", "checkouts", "success", "p95 checkout (ms)"] + [f"worker {p} RSS" for p in pids], rows)
+            + "\n\n" + table(["worker", "RSS start (MiB)", "RSS end (MiB)", "change (MiB)", "second half (MiB/hour)"],
+                             [[g["pid"], f"{g['start']:.1f}", "gone" if g["end"] is None else f"{g['end']:.1f}",
+                               "—" if g["change"] is None else f"{g['change']:+.1f}",
+                               "—" if g["per_hour"] is None else f"{g['per_hour']:+.1f}"] for g in grow])
+            + f"\n\n- **100 % OTP?** {'yes' if all_ok else 'no'}: {r['success']} of {r['total']} checkouts succeeded"
+            f" ({r['otp_unavailable']} OTP unavailable, {r['errors']} HTTP/connection errors"
+            + (f": {r['error_kinds']}" if r["error_kinds"] else "") + ").\n"
+            f"- **RSS flat?** {'yes' if flat else 'no'} (flat: every worker grows ≤ {FLAT_MIB_PER_HOUR:g} MiB/hour"
+            " over the second half of the run; a start-up plateau in the first half is not a leak).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the soak and write its block of the results file; exit status 1 if a verdict is no."""
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=75)
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--think", type=float, default=1.0, help="mean seconds between a shopper's checkouts")
+    parser.add_argument("--out", type=Path, default=results.RESULTS, help="results file (its soak block only)")
+    args = parser.parse_args(argv)
+    info = machine()
+    log = Path(tempfile.mkdtemp(prefix="paygate-soak-")) / "up.log"
+    print(f"soak: {args.minutes:g} min, {args.users} shoppers; make up's output in {log}", file=sys.stderr)
+    r = soak(args.minutes, args.users, args.think, log)
+    text = render(r, info)
+    results.update(args.out, "soak", text)
+    print(text + f"\n\nwritten to {args.out}")
+    return 0 if r["total"] and r["success"] == r["total"] and all(g["flat"] for g in growth(r)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

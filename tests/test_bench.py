@@ -1,0 +1,29 @@
+"""The benchmark's own parts: the wrk checkout script against the stub, the results file's blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import cpu, results, stack, wrk
+
+
+@pytest.mark.integration
+def test_wrk_script_checks_out_against_the_stub():
+    with stack.app(None, "", "smoke", wsgi=stack.STUB, workers=1) as stub:
+        with cpu.Meter([stub.service.proc.pid]) as used:
+            row = wrk.run(stub.url, seconds=2, connections=4)
+    assert row["checkouts"] > 0 and row["other"] == 0, row
+    assert row["otp_rate"] == 100.0
+    # Every verify used an OTP from an initiate answer: checkouts never outnumber initiates.
+    assert row["checkouts"] <= row["initiates"] <= row["checkouts"] + 4
+    assert used.seconds > 0
+
+
+@pytest.mark.unit
+def test_a_section_replaces_only_its_own_block():
+    text = "# Results\n\n" + results.wrap("a", "old a") + "\n\n" + results.wrap("soak", "the soak")
+    text = results.replace(text, "a", "new a")
+    text = results.replace(text, "b", "new b")
+    assert results.block(text, "a") == results.wrap("a", "new a")
+    assert text.index("new b") < text.index("the soak"), "new sections go before the soak block"
+    assert results.replace(text, "soak", "soak 2").count("<!-- soak -->") == 1
