@@ -58,9 +58,21 @@ class InflightWrites:
 
     # -- what the sync loop exchanges with Redis -------------------------------
 
-    def entry(self) -> str:
-        """This worker's published value: its count and when the entry expires."""
-        return f"{self._local} {self._clock() + ENTRY_TTL_S:.3f}"
+    def entry(self, *extra) -> str:
+        """This worker's published value: its count, when the entry expires, then `extra` fields."""
+        return " ".join([str(self._local), f"{self._clock() + ENTRY_TTL_S:.3f}", *map(str, extra)])
+
+    def live_entries(self, entries: dict[str, str]) -> dict[str, list[str]]:
+        """The entries of workers that are alive (not expired), split into their fields."""
+        now, live = self._clock(), {}
+        for worker, value in entries.items():
+            fields = value.split()
+            try:
+                if float(fields[1]) >= now:
+                    live[worker] = fields
+            except (IndexError, ValueError):
+                continue
+        return live
 
     def absorb(self, entries: dict[str, str]) -> list[str]:
         """Take in every worker's published entry; returns the expired ones (to delete)."""
@@ -69,7 +81,7 @@ class InflightWrites:
             if worker == self.worker_id:
                 continue
             try:
-                n, expires_at = value.split()
+                n, expires_at = value.split()[:2]
                 if float(expires_at) < now:
                     expired.append(worker)
                 else:

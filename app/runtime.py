@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field, replace
 
 import redis
@@ -71,6 +72,10 @@ class RuntimeState:
         self._gauge_mode: str | None = None
         # Set by a sync loop that feeds `apply`: requests then never read Redis themselves.
         self.fed = False
+        # Which state was applied last (the sync loop publishes it), and what to call after a
+        # write so that its answer comes once every worker serves the new state.
+        self.stamp = 0
+        self.after_write = None
 
     # -- reading -----------------------------------------------------------
 
@@ -104,6 +109,7 @@ class RuntimeState:
     def apply(self, raw_mode: str | None, raw_knobs: str | None) -> Snapshot:
         """Install the state read from Redis (by the sync loop or `refresh`)."""
         snap = self._parse(raw_mode, raw_knobs)
+        self.stamp = zlib.crc32(f"{raw_mode}|{raw_knobs}".encode())
         if snap.mode != self._gauge_mode:  # the mode gauge changes where the mode does
             for m in MODES:
                 metrics.DB_MODE.labels(mode=m).set(1 if m == snap.mode else 0)
@@ -208,7 +214,10 @@ class RuntimeState:
                     break
                 except redis.WatchError:
                     continue
-        return self.refresh()
+        snap = self.refresh()
+        if self.after_write is not None:
+            self.after_write(self.stamp)
+        return snap
 
     def reset(self, actor: str) -> Snapshot:
         """Back to the start of the workshop: mode original, default knobs."""

@@ -41,6 +41,7 @@ class SyncLoop:
         """Start the thread; from now on requests read the state it keeps."""
         if self._thread is None:
             self.runtime.fed = True
+            self.runtime.after_write = self.wait_seen
             self._thread = threading.Thread(target=self._run, name="redis-sync", daemon=True)
             self._thread.start()
 
@@ -51,6 +52,7 @@ class SyncLoop:
             self._thread.join(timeout=5)
             self._thread = None
         self.runtime.fed = False
+        self.runtime.after_write = None
         try:
             self.tick(flush=True)
             self._redis.hdel(self._inflight_key, self.inflight.worker_id)  # gone: count nothing for us
@@ -84,7 +86,7 @@ class SyncLoop:
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 pipe.mget(*self.runtime.keys)
-                pipe.hset(self._inflight_key, self.inflight.worker_id, self.inflight.entry())
+                pipe.hset(self._inflight_key, self.inflight.worker_id, self.inflight.entry(self.runtime.stamp))
                 pipe.hgetall(self._inflight_key)
                 if pending:
                     self.board.queue_flush(pipe, pending)
@@ -99,3 +101,22 @@ class SyncLoop:
         if expired:
             self._redis.hdel(self._inflight_key, *expired)
         self.runtime.revert_if_due()
+
+    def wait_seen(self, stamp: int, timeout_s: float = 1.0) -> bool:
+        """After a flip or knob change: wait until every live worker has applied it (at most timeout_s).
+
+        So the facilitator's "done" means done everywhere: a checkout sent right
+        after the answer meets the new state on any worker. False on a timeout.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                live = self.inflight.live_entries(self._redis.hgetall(self._inflight_key))
+            except (redis.RedisError, OSError):
+                return False
+            if all(fields[2:3] == [str(stamp)] for worker, fields in live.items()
+                   if worker != self.inflight.worker_id):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(TICK_S / 2)

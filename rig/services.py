@@ -201,14 +201,40 @@ class Postgres(Service):
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def create_database(self, name: str) -> str:
-        """Create a database and return its URL."""
+    def psql(self, sql: str, database: str = "postgres") -> None:
+        """Run SQL as the superuser (raises on an error)."""
         subprocess.run([require("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q",
-                        "-c", f'CREATE DATABASE "{name}"'], check=True, stdout=subprocess.DEVNULL)
+                        "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql], check=True, stdout=subprocess.DEVNULL)
+
+    def create_database(self, name: str) -> str:
+        """Create a database for FerretDB (lookups by _id indexed) and return its URL."""
+        self.psql(f'CREATE DATABASE "{name}"')
+        # FerretDB v1 pushes an _id filter down as `_jsonb->$1 @> $2`, which its own
+        # btree index on (_jsonb->'_id') cannot serve: every lookup scanned the whole
+        # table (15 ms at 20,000 payments). A GIN index on the same expression, added to
+        # every table FerretDB creates, serves `@>` once the key is planned as a constant
+        # (custom plans): measured 1.4 ms per lookup at 10 and at 100,000 payments.
+        self.psql(INDEX_FERRETDB_IDS, name)
+        self.psql(f'ALTER DATABASE "{name}" SET plan_cache_mode = force_custom_plan')
         # FerretDB's default pool of 50 deadlocks once more operations than that are in
         # flight (measured: every insert stuck, PostgreSQL idle); keep it above what the
         # apps' MongoDB pools can send.
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}?pool_max_conns=500"
+
+
+INDEX_FERRETDB_IDS = """
+CREATE FUNCTION index_ferretdb_ids() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE created record;
+BEGIN
+  FOR created IN SELECT object_identity FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP
+    IF created.object_identity NOT LIKE '%._ferretdb_%' THEN
+      EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb -> ''_id''))', created.object_identity);
+    END IF;
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER index_ferretdb_ids ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+  EXECUTE FUNCTION index_ferretdb_ids();
+"""
 
 
 def postgres(workdir: Path | None = None, port: int | None = None) -> Postgres:
@@ -219,7 +245,9 @@ def postgres(workdir: Path | None = None, port: int | None = None) -> Postgres:
     argv = _as_postgres_user([_postgres_bin("postgres"), "-D", str(workdir / "pgdata"), "-p", str(port),
                               "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={workdir}",
                               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                              "-c", "max_connections=1000"])
+                              "-c", "max_connections=1000",
+                              # Fresh planner statistics within seconds of a bulk load (bench seeds 100,000 payments).
+                              "-c", "autovacuum_naptime=1"])
     return Postgres("postgres", argv, port, workdir)
 
 

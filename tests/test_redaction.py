@@ -134,4 +134,4 @@ def test_debug_config_answers_with_a_multi_host_url(redis_url):
         assert settings["redis_url"] == f"{redis_url}?password=***"
     finally:
         # Only the client: a full close would flush audit outboxes into a database that is not there.
-        app.extensions["paygate"].backends.db.client.close()
+        app.extensions["paygate"].backends.store.db.client.close()
