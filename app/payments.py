@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import cards, metrics, otp
 from .errors import (
@@ -75,10 +74,10 @@ class PaymentService:
         if rest is None:  # this mode's lane is full: refuse rather than queue without bound
             self.inflight.end()
             return self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
-        try:
-            rest.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
+        if not rest.wait(deadline - time.monotonic()):
             return self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
+        if rest.error is not None:
+            raise rest.error
         issued = self._issue_otp(policy.name, intent["_id"], start)
         return issued or self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
 

@@ -19,7 +19,7 @@ import redis
 from . import metrics
 
 log = logging.getLogger("paygate.sync")
-TICK_S = 0.025
+TICK_S = 0.05
 BOARD_FLUSH_S = 0.25
 RETRY_AFTER_FAILURE_S = 1.0
 
