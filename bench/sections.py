@@ -90,20 +90,24 @@ def section_recovery(p: dict) -> str:
             results.append((s, recovery.measure(a, s.redis_url, audit_s, 40, 1.0, max_wait_s)))
     summary = table(["set-up", "workers", "last 5 s of audit: OTP success", "ready p95 (ms)", "seconds to recover",
                      "≤ 30 s?"],
-                    [[s.label, s.workers, pct(r["before"]["rate"], 0), r["before"]["p95_ms"],
+                    [[s.label, s.workers, pct(r["before"]["rate"], 0), _p95(r["before"]),
                       r["seconds"] if r["seconds"] is not None else f"> {max_wait_s:g}",
                       yes(r["seconds"] is not None and r["seconds"] <= 30)] for s, r in results])
     text = ("## (j) Recovery after `audit`\n\n"
             f"40 shoppers (`loadtest/traffic.py`, 1 s mean think) in `audit` for {audit_s:g} s, then a flip to"
             " `original` with the load still on. Recovered = a sliding 5 s window with OTP success ≥ 99 % and ready"
-            f" p95 ≤ 60 ms (at least {recovery.MIN_EVENTS} outcomes). Source: the app's live-board counters (per-second"
-            " OTP outcomes and 10 ms ready-time buckets that every worker keeps in Redis; /board/data shows the same"
-            " over 10 s), read from Redis for the last 5 whole seconds. A write counts in the second it completes,"
-            " so the `audit` backlog draining after the flip holds p95 up until it is gone. Target ≤ 30 s.\n\n"
+            f" p95 ≤ 60 ms (at least {recovery.MIN_EVENTS} checkouts). Source: the shoppers' own checkouts started in"
+            " the window: their OTP outcome and the `ready_ms` each initiate answer carries (no OTP = slower than any),"
+            " so the figures are `original`'s; the `audit` writes still draining show in writes in flight."
+            " \"> deadline\" = more than 5 % got no OTP. Target ≤ 30 s.\n\n"
             + summary)
     for s, r in results:
         shown = [w for w in r["series"] if round(w["t"]) % 5 == 0 or w is r["series"][-1]]
         text += (f"\n\nAfter the flip, {s.label}:\n\n"
-                 + table(["t after flip (s)", "OTP outcomes", "OTP success", "ready p95 (ms)", "writes in flight"],
-                         [[w["t"], w["otp"], pct(w["rate"], 0), w["p95_ms"], w["inflight"]] for w in shown]))
+                 + table(["t after flip (s)", "checkouts", "OTP success", "ready p95 (ms)", "writes in flight"],
+                         [[w["t"], w["otp"], pct(w["rate"], 0), _p95(w), w["inflight"]] for w in shown]))
     return text
+
+
+def _p95(w: dict):
+    return "> deadline" if w.get("p95_over") else w["p95_ms"]
