@@ -1,6 +1,6 @@
 """Flatness: does a store that already holds many payments serve checkouts as fast as an empty one?
 
-One app per backend: measured empty, then seeded directly (bench/seed.py)
+One app per backend: measured empty, then seeded directly (rig/seed.py)
 with n payments, then measured again. Two figures each time: wrk checkouts/s
 at 40 back-to-back shoppers, and the latency of a lone initiate (the median
 of sequential initiates on one connection, nothing else running).
@@ -14,8 +14,9 @@ import time
 import requests
 
 from loadtest.checkout import card_payload
+from rig import seed
 
-from . import seed, stack, wrk
+from . import stack, wrk
 from .overhead import ratio
 
 # Within 10 % of the empty store, both ways.
@@ -37,7 +38,7 @@ def lone_initiates(url: str, n: int = 50, warmup: int = 5) -> float:
 
 
 def fill(setup: stack.Setup, application, n: int) -> None:
-    """Store n payments in the app's own store, directly (SeedUnavailable when it cannot be seeded)."""
+    """Store n payments in the app's own store, directly (rig/seed.py: straight into the store, not through HTTP)."""
     path = stack.sqlite_path(application)
     if path:
         seed.seed_sqlite(path, n)
@@ -56,8 +57,6 @@ def state(application, seconds: float, connections: int, lone: int, warmup_s: fl
 def measure(setup: stack.Setup, n: int = 100_000, seconds: float = 15, connections: int = 40, lone: int = 50,
             warmup_s: float = 2) -> dict:
     """Empty against n stored payments on one backend: throughput, lone latency and their ratios (full / empty)."""
-    if setup.mongo_url is None:
-        seed.sqlite_seeder()  # SeedUnavailable now, not after the empty half of the measurement
     with stack.app(setup.mongo_url, setup.redis_url, f"{setup.name}_flat", workers=setup.workers) as application:
         empty = state(application, seconds, connections, lone, warmup_s)
         started = time.monotonic()

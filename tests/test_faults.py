@@ -10,6 +10,7 @@ restart) is ready and takes a fresh checkout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -218,6 +219,62 @@ def test_mongodb_stops_and_restarts_under_load(stack):
         assert r.status_code == 503 and r.json()["error"] == "store_unavailable", r.text
         assert elapsed < 5, f"no hang: {elapsed:.2f} s"
     assert statistics.median(e for e, _ in probes) < 2.0, [round(e, 2) for e, _ in probes]
+    assert ready.status_code == 503 and "mongodb" in ready.json()["message"]
+    assert_nothing_lost(stack, load)
+    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
+    assert_recovered(stack)
+
+
+@contextlib.contextmanager
+def hung(service: rig.Service):
+    """The server hangs (SIGSTOP): it keeps its connections open and answers nothing, until SIGCONT."""
+    os.kill(service.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(service.proc.pid, signal.SIGCONT)
+
+
+def test_redis_hangs_under_load_and_original_keeps_issuing_otps(stack):
+    with Load(stack.app.url) as load:
+        time.sleep(2)
+        with hung(stack.redis):
+            time.sleep(1.5)  # every worker's sync loop has met the hang by now
+            hang_started = len(load.initiates)
+            timed = []
+            for _ in range(10):
+                started = time.monotonic()
+                r = initiate(stack.app.url)
+                timed.append((time.monotonic() - started, r))
+            ready = requests.get(stack.app.url + "/ready", timeout=5)
+            time.sleep(2)
+            during = load.initiates[hang_started:]
+        time.sleep(2)
+    for elapsed, r in timed:
+        assert r.status_code == 200 and r.json()["status"] == "awaiting_otp", r.text
+        assert elapsed < 0.4, f"a checkout waited {elapsed:.2f} s on the hanging Redis"
+    assert ready.status_code == 503 and "redis" in ready.json()["message"], ready.text
+    issued = sum(body.get("status") == "awaiting_otp" for _, body in during)
+    assert during and issued == len(during), f"{issued} of {len(during)} checkouts got an OTP while Redis hung"
+    assert_nothing_lost(stack, load)
+    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
+    assert_recovered(stack)
+
+
+def test_mongodb_hangs_under_load_answers_503_within_2_s_and_recovers(stack):
+    with Load(stack.app.url) as load:
+        time.sleep(2)
+        with hung(stack.mongo):
+            probes = []
+            for _ in range(3):
+                started = time.monotonic()
+                r = initiate(stack.app.url)
+                probes.append((time.monotonic() - started, r))
+            ready = requests.get(stack.app.url + "/ready", timeout=5)
+        time.sleep(3)
+    for elapsed, r in probes:
+        assert r.status_code == 503 and r.json()["error"] == "store_unavailable", r.text
+        assert elapsed < 2.0, f"503 after {elapsed:.2f} s"
     assert ready.status_code == 503 and "mongodb" in ready.json()["message"]
     assert_nothing_lost(stack, load)
     assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)

@@ -50,7 +50,7 @@ def inflight():
 
 @pytest.fixture
 def drainer(backend):
-    return AuditDrainer(backend, lambda: 0)
+    return AuditDrainer(backend, lambda: 0, grace_s=0)
 
 
 def _intent(payment_id: str) -> dict:
@@ -108,7 +108,7 @@ def test_audit_records_per_mode(backend, inflight, drainer, mode):
 def test_drainers_racing_on_the_same_outboxes_write_each_record_once(backend, inflight, drainer):
     policy = policy_for("audit-async", backend, FAST_KNOBS, inflight, drainer)
     ids = [_new_payment(policy, f"pay_{i:024x}") for i in range(5)]
-    other = AuditDrainer(backend, lambda: 0)
+    other = AuditDrainer(backend, lambda: 0, grace_s=0)
     for payment_id in ids[:3]:
         other.notify(payment_id)  # as if a second worker were told too
     with ThreadPoolExecutor(2) as pool:
@@ -118,12 +118,13 @@ def test_drainers_racing_on_the_same_outboxes_write_each_record_once(backend, in
 
 
 def test_sweep_copies_outboxes_whose_worker_died_in_bounded_batches(backend, inflight):
-    dead_workers_drainer = AuditDrainer(backend, lambda: 0)
+    dead_workers_drainer = AuditDrainer(backend, lambda: 0, grace_s=0)
     policy = policy_for("audit-async", backend, FAST_KNOBS, inflight, dead_workers_drainer)
     ids = [_new_payment(policy, f"pay_{i:024x}") for i in range(7)]
-    survivor = AuditDrainer(backend, lambda: 0)
-    written, cursor = backend.sweep_outbox(0.0, "", limit=3)
-    assert written == 6 and cursor is not None  # one batch: three intents, two records each
+    survivor = AuditDrainer(backend, lambda: 0, grace_s=0)
+    batches = backend.sweep_outbox(0.0, time.time(), batch=3)
+    assert next(batches) == 6  # one batch: three intents, two records each
+    batches.close()
     assert survivor.sweep() == 8
     assert len(_audit_log(backend, ids)) == 14
     assert survivor.sweep() == 0
@@ -216,5 +217,5 @@ def test_the_sqlite_file_keeps_everything_across_a_reopen(tmp_path, inflight):
     assert again.find_payment(paid)["status"] == "succeeded" and again.find_payment(paid)["succeeded_at"] == 123.0
     assert _charges(again, paid) == 1
     assert again.find_payment(pending)["status"] == "awaiting_otp"
-    assert AuditDrainer(again, lambda: 0).sweep() == 2
+    assert AuditDrainer(again, lambda: 0, grace_s=0).sweep() == 2
     assert len(_audit_log(again, [pending])) == 2

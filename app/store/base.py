@@ -8,7 +8,7 @@ composed over any backend. Every guarantee below holds on every backend.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 # The outbox and the audit log are read in batches of this many records: one
@@ -57,12 +57,11 @@ class Backend(Protocol):
     def copy_outbox(self, payment_ids: Sequence[str]) -> int:
         """Copy these intents' outbox records to the audit log; returns the records newly written."""
 
-    def sweep_outbox(self, since: float, after: str, limit: int = BATCH) -> tuple[int, str | None]:
-        """Copy outbox records of intents created since `since` that a dead worker never copied.
+    def sweep_outbox(self, since: float, until: float, batch: int = BATCH) -> Iterator[int]:
+        """Copy the outbox records of intents created in [since, until) that a dead worker never copied.
 
-        Works in bounded batches ordered by payment id: pass the returned cursor
-        as `after` for the next batch; None means the sweep is complete.
-        Returns (records newly written, cursor).
+        Works in bounded batches (of about `batch` payments): yields the records
+        newly written by each, so no query or list grows with the backlog.
         """
 
     def ping(self) -> None:

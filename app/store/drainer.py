@@ -5,7 +5,7 @@ that create the intent, so they can only be lost together with the payment.
 The worker that wrote an intent is told its id (`notify`) once the write path
 is complete and copies the records in its next batch (every `interval_s`, or
 at once while a backlog remains). A sweep, at start and every minute, copies
-what a worker that died left behind, in bounded batches.
+what a worker that died left behind, in bounded batches, each intent once.
 
 An audit record's fixed _id makes every copy after the first a harmless
 duplicate, so drainers of several workers may overlap freely. The thread
@@ -24,16 +24,19 @@ from .base import BATCH, Backend
 
 log = logging.getLogger("paygate.drainer")
 SWEEP_EVERY_S = 60.0
-# The sweep looks this far back: far longer than any worker lives without draining.
+# A new worker's first sweep looks this far back: far longer than any worker lives without draining.
 SWEEP_WINDOW_S = 3600.0
+# Intents younger than this are left to the worker that wrote them.
+SWEEP_GRACE_S = 30.0
 RETRY_AFTER_FAILURE_S = 1.0
 
 
 class AuditDrainer:
     """A background thread that copies the outboxes of notified intents."""
 
-    def __init__(self, backend: Backend, audit_delay_ms, interval_s: float = 0.2):
+    def __init__(self, backend: Backend, audit_delay_ms, interval_s: float = 0.2, grace_s: float = SWEEP_GRACE_S):
         self.backend = backend
+        self._grace_s = grace_s
         self._audit_delay_ms = audit_delay_ms  # callable: the knob as it is now
         self._interval_s = interval_s
         self._queue: deque[str] = deque()
@@ -41,6 +44,7 @@ class AuditDrainer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._next_sweep = time.monotonic()  # a new worker first picks up what a dead one left
+        self._swept_until = time.time() - SWEEP_WINDOW_S
 
     def notify(self, payment_id: str) -> None:
         """An intent's write path is complete: its outbox can be copied."""
@@ -108,12 +112,16 @@ class AuditDrainer:
         metrics.AUDIT_RECORDS.labels(path="async").inc(written)
         return len(ids)
 
-    def sweep(self, window_s: float = SWEEP_WINDOW_S, max_batches: int | None = None) -> int:
-        """Copy records a dead worker never copied, batch by batch; returns how many were missing."""
-        since, cursor, found, batches = time.time() - window_s, "", 0, 0
-        while cursor is not None and (max_batches is None or batches < max_batches):
-            written, cursor = self.backend.sweep_outbox(since, cursor)
+    def sweep(self) -> int:
+        """Copy records a dead worker never copied, batch by batch; returns how many were missing.
+
+        Each sweep covers the intents created since the last one (a new worker:
+        the last SWEEP_WINDOW_S), up to `grace_s` ago: a live worker copies
+        its own within a second, so what is left by then was left by a dead one.
+        """
+        until, found = time.time() - self._grace_s, 0
+        for written in self.backend.sweep_outbox(self._swept_until, until):
             metrics.AUDIT_RECORDS.labels(path="async").inc(written)
             found += written
-            batches += 1
+        self._swept_until = until  # only after a whole sweep: a failed one is done again
         return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, PyMongoError
@@ -82,6 +82,8 @@ class MongoBackend:
                     self.db.create_collection(name)
                 except CollectionInvalid:
                     pass  # another worker created it first
+        # The sweep's query: audit-async intents of the last hour.
+        self.intents.create_index([("mode", 1), ("created_at", 1)], name="mode_created_at")
 
     @unavailable_on_error
     def insert_intent(self, intent: dict, outbox: Sequence[dict] = ()) -> None:
@@ -157,15 +159,26 @@ class MongoBackend:
         docs = self.intents.find({"_id": {"$in": list(payment_ids)}}, {"audit_outbox": 1})
         return self._insert_new([r for d in docs for r in d.get("audit_outbox", [])])
 
-    @unavailable_on_error
-    def sweep_outbox(self, since: float, after: str, limit: int = BATCH) -> tuple[int, str | None]:
-        """One batch of `audit-async` intents by id; copies the records missing from the log."""
-        docs = list(self.intents.find({"mode": "audit-async", "created_at": {"$gte": since}, "_id": {"$gt": after}},
-                                      {"audit_outbox": 1}).sort("_id", 1).limit(limit))
-        records = [r for d in docs for r in d.get("audit_outbox", [])]
-        copied = {d["_id"] for d in self.audit_logs.find({"_id": {"$in": [r["_id"] for r in records]}}, {"_id": 1})}
-        written = self._insert_new([r for r in records if r["_id"] not in copied])
-        return written, (docs[-1]["_id"] if len(docs) == limit else None)
+    def sweep_outbox(self, since: float, until: float, batch: int = BATCH) -> Iterator[int]:
+        """One cursor over the `audit-async` intents created in [since, until), copied `batch` at a time.
+
+        A single pass (FerretDB cannot sort by pushdown: paging with sort and
+        limit decoded the whole window again for every page), and no look-up
+        of what is already copied: an insert of a record the log holds is
+        refused by its fixed _id, which costs less than asking first.
+        """
+        try:
+            cursor = self.intents.find({"mode": "audit-async", "created_at": {"$gte": since, "$lt": until}},
+                                       {"audit_outbox": 1}, batch_size=batch)
+            records: list[dict] = []
+            for doc in cursor:
+                records.extend(doc.get("audit_outbox", []))
+                if len(records) >= 2 * batch:
+                    yield self._insert_new(records)
+                    records = []
+            yield self._insert_new(records)
+        except PyMongoError as err:
+            raise StoreUnavailable(detail=type(err).__name__) from err
 
     def _insert_new(self, records: list[dict]) -> int:
         """Insert records, counting those that were not there yet (their _id is fixed)."""

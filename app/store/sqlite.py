@@ -47,16 +47,22 @@ CREATE TABLE IF NOT EXISTS otp_attempts (
 """
 _INTENT_COLUMNS = ("id", "status", "mode", "amount", "currency", "card", "created_at", "updated_at",
                    "otp_hash", "otp_expires_at", "succeeded_at")
-_INSERT_INTENT = (f"INSERT INTO payment_intents ({', '.join(_INTENT_COLUMNS)})"
+INSERT_INTENT = (f"INSERT INTO payment_intents ({', '.join(_INTENT_COLUMNS)})"
                   f" VALUES ({', '.join('?' * len(_INTENT_COLUMNS))})")
 _INSERT_AUDIT = "INSERT OR IGNORE INTO audit_logs (id, payment_id, event, mode, path, at) VALUES (?, ?, ?, ?, ?, ?)"
-_INSERT_OUTBOX = "INSERT INTO audit_outbox (id, payment_id, record) VALUES (?, ?, ?)"
+INSERT_OUTBOX = "INSERT INTO audit_outbox (id, payment_id, record) VALUES (?, ?, ?)"
 
 
-def _intent_row(intent: dict) -> tuple:
+def intent_row(intent: dict) -> tuple:
+    """The payment_intents row of an intent document."""
     return (intent["_id"], intent["status"], intent["mode"], intent["amount"], intent["currency"],
             json.dumps(intent["card"]), intent["created_at"], intent.get("updated_at"), intent.get("otp_hash"),
             intent.get("otp_expires_at"), intent.get("succeeded_at"))
+
+
+def outbox_rows(records: Sequence[dict]) -> list[tuple]:
+    """audit_outbox rows of some audit records."""
+    return [(r["_id"], r["payment_id"], json.dumps(r)) for r in records]
 
 
 def _audit_row(r: dict) -> tuple:
@@ -178,11 +184,11 @@ class SqliteBackend:
         """Insert the intent row and its outbox rows in one transaction."""
         if not outbox:
             with self._conn(write=True) as conn:
-                conn.execute(_INSERT_INTENT, _intent_row(intent))
+                conn.execute(INSERT_INTENT, intent_row(intent))
             return
         with self._transaction() as conn:
-            conn.execute(_INSERT_INTENT, _intent_row(intent))
-            conn.executemany(_INSERT_OUTBOX, [(r["_id"], r["payment_id"], json.dumps(r)) for r in outbox])
+            conn.execute(INSERT_INTENT, intent_row(intent))
+            conn.executemany(INSERT_OUTBOX, outbox_rows(outbox))
 
     def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[dict] = ()) -> bool:
         """Conditional update `created` → `awaiting_otp`, with the outbox rows in the same transaction."""
@@ -193,7 +199,7 @@ class SqliteBackend:
         with self._transaction() as conn:
             changed = conn.execute(sql, (time.time(), payment_id)).rowcount == 1
             if changed:
-                conn.executemany(_INSERT_OUTBOX, [(r["_id"], r["payment_id"], json.dumps(r)) for r in outbox])
+                conn.executemany(INSERT_OUTBOX, outbox_rows(outbox))
             return changed
 
     def insert_audit(self, record: dict) -> None:
@@ -262,15 +268,21 @@ class SqliteBackend:
                 written += self._move(conn, rows.fetchall())
         return written
 
-    def sweep_outbox(self, since: float, after: str, limit: int = BATCH) -> tuple[int, str | None]:
-        """One batch of `limit` intents from the outbox, by payment id: what is still there was never copied."""
-        with self._transaction() as conn:
-            ids = [r[0] for r in conn.execute("SELECT DISTINCT payment_id FROM audit_outbox WHERE payment_id > ?"
-                                              " ORDER BY payment_id LIMIT ?", (after, limit))]
-            marks = ", ".join("?" * len(ids))
-            rows = conn.execute(f"SELECT id, record FROM audit_outbox WHERE payment_id IN ({marks})", ids).fetchall()
-            written = self._move(conn, rows)
-        return written, (ids[-1] if len(ids) == limit else None)
+    def sweep_outbox(self, since: float, until: float, batch: int = BATCH) -> Iterator[int]:
+        """Whatever is still in the outbox was never copied (whenever written): move it, `batch` payments
+        per transaction."""
+        after = ""
+        while True:
+            with self._transaction() as conn:
+                ids = [r[0] for r in conn.execute("SELECT DISTINCT payment_id FROM audit_outbox WHERE payment_id > ?"
+                                                  " ORDER BY payment_id LIMIT ?", (after, batch))]
+                marks = ", ".join("?" * len(ids))
+                rows = conn.execute(f"SELECT id, record FROM audit_outbox WHERE payment_id IN ({marks})", ids)
+                written = self._move(conn, rows.fetchall())
+            yield written  # committed: a caller that stops here keeps what was moved
+            if len(ids) < batch:
+                return
+            after = ids[-1]
 
     @staticmethod
     def _move(conn: sqlite3.Connection, rows: list) -> int:
@@ -297,22 +309,3 @@ class SqliteBackend:
         """Close the idle connections."""
         while self._idle:
             self._idle.pop().close()
-
-
-def seed_payments(path: str | Path, n: int, batch: int = 5000) -> None:
-    """Store n succeeded payments directly (benchmarks: a store that is not empty)."""
-    backend = SqliteBackend(path)
-    backend.prepare()
-    now = time.time()
-    with backend._transaction() as conn:
-        for start in range(0, n, batch):
-            rows, charges = [], []
-            for i in range(start, min(n, start + batch)):
-                pid = f"pay_{i:024x}"
-                rows.append((pid, "succeeded", "original", "10.00", "USD",
-                             '{"brand": "visa", "last4": "1111", "fingerprint": "' + "f" * 32 + '"}',
-                             now, now, "0" * 64, now + 300, now))
-                charges.append((pid, "10.00", "USD", now))
-            conn.executemany(_INSERT_INTENT, rows)
-            conn.executemany("INSERT INTO charges (payment_id, amount, currency, at) VALUES (?, ?, ?, ?)", charges)
-    backend.close()
