@@ -6,7 +6,7 @@ its Markdown for bench/RESULTS.md.
 
 from __future__ import annotations
 
-from . import flatness, overhead, recovery, stack
+from . import faults, flatness, overhead, recovery, stack
 from .report import ms, table
 
 
@@ -107,3 +107,32 @@ def section_recovery(p: dict) -> str:
 
 def _p95(w: dict):
     return "> deadline" if w.get("p95_over") else w["p95_ms"]
+
+
+def section_faults(p: dict) -> str:
+    """(k) faults: time to fail fast, checkouts meanwhile, time to recover; the drainer's backlog."""
+    redis_rows = [faults.redis_fault(kind) for kind in ("stop", "hang")]
+    store_rows = [faults.store_fault(kind) for kind in ("stop", "hang")]
+    drained = faults.drainer_backlog(p["drain_n"])
+    return ("## (k) Faults\n\n"
+            f"{faults.SHOPPERS} shoppers ({faults.THINK_S:g} s mean think) check out in `original` on a 2-worker app"
+            " while a server is stopped (connections refused) or hung (`SIGSTOP`: connections open, no answer), then"
+            " brought back (restart on the same port / `SIGCONT`).\n\n"
+            "**Redis** (the embedded store, SQLite, stays up): checkouts started during the 8 s fault; noticed ="
+            " seconds until `/ready` answers 503; recovered = seconds from the end of the fault until `/ready`"
+            " answers 200 again.\n\n"
+            + table(["fault", "/ready 503 after (s)", "checkouts", "OTP success", "p99 checkout (s)",
+                     "recovered after (s)"],
+                    [[r["fault"], r["noticed_s"], r["checkouts"], pct(r["otp_success"]), r["p99_s"] and round(r["p99_s"], 3),
+                      r["recovered_s"]] for r in redis_rows])
+            + "\n\n**MongoDB** (FerretDB; Redis stays up): five initiates sent during the fault, one after another;"
+              " recovered = seconds from the end of the fault until an initiate gets its OTP again.\n\n"
+            + table(["fault", "answers", "median answer (s)", "slowest (s)", "≤ 2 s?", "recovered after (s)"],
+                    [[r["fault"], ", ".join(r["answers"]), r["median_s"], r["max_s"], yes(r["max_s"] <= 2.0),
+                      r["recovered_s"]] for r in store_rows])
+            + f"\n\n**The audit drainer's backlog**: {p['drain_n']:,} `audit-async` payments whose worker died before"
+              " copying their outbox (two records each), written straight into the store (`rig/seed.py`); one"
+              " sweep copies them all, 500 payments per batch.\n\n"
+            + table(["store", "payments", "records copied", "seconds", "records/s"],
+                    [[r["store"], f"{r['payments']:,}", f"{r['records']:,}", r["seconds"], f"{r['per_second']:,}"]
+                     for r in drained]))

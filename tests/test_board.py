@@ -136,6 +136,35 @@ def test_quantile_and_buckets():
     assert quantile_ms({40: 94, 41: 6}, 0.95) == 410
 
 
+def test_fifty_open_boards_read_redis_about_as_often_as_one(tmp_path):
+    """Every open board polls /board/data each second; a worker computes it at most once a second."""
+    server = rig.redis_server(tmp_path / "redis").start()  # its own: counted commands are this test's
+    application = create_app({"sqlite_path": str(tmp_path / "paygate.sqlite3"), "admin_token": rig.TEST_TOKEN,
+                              "redis_url": f"redis://127.0.0.1:{server.port}/0"})
+    try:
+        client = application.test_client()
+        rds = application.extensions["paygate"].backends.redis
+
+        def hgetalls() -> int:
+            return rds.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0)
+
+        assert client.get("/board/data").status_code == 200
+        one = hgetalls()
+        started = time.monotonic()
+        for _ in range(50):
+            assert client.get("/board/data").status_code == 200
+        fifty = hgetalls() - one
+        elapsed = time.monotonic() - started
+    finally:
+        application.extensions["paygate"].close()
+        server.stop()
+    reads_of_one = 300  # one HGETALL per second of the board's history
+    # Fifty boards in `elapsed` seconds: at most one computation per started second, plus the
+    # sync loop's own HGETALL of the writes in flight (20 a second).
+    assert fifty <= reads_of_one * (elapsed + 1) + 25 * (elapsed + 1), (fifty, elapsed)
+    assert fifty < 50 * reads_of_one / 10
+
+
 def test_board_without_redis_answers_503_and_payments_still_work(mongo_url):
     # Nothing listens on this port: every Redis call fails at once.
     application = create_app({"mongo_url": mongo_url, "redis_url": f"redis://127.0.0.1:{rig.free_port()}/0",
