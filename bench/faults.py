@@ -9,8 +9,6 @@ sweep of a backlog of 50,000 `audit-async` payments whose worker died.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import statistics
 import threading
 import time
@@ -48,13 +46,6 @@ def kit(store: str):
         redis_svc.stop()
 
 
-def _fault(svc: rig.Service, kind: str):
-    """Start and end a fault of `kind` ("stop" or "hang") on a server."""
-    if kind == "hang":
-        return (lambda: os.kill(svc.proc.pid, signal.SIGSTOP)), (lambda: os.kill(svc.proc.pid, signal.SIGCONT))
-    return svc.stop, svc.start
-
-
 def _until(probe, timeout: float = 60.0, every: float = 0.05) -> float | None:
     """Seconds until probe() is true (None after timeout)."""
     started = time.monotonic()
@@ -72,56 +63,56 @@ def _ready(url: str) -> int:
         return 0
 
 
+@contextlib.contextmanager
+def shoppers(url: str):
+    """SHOPPERS shoppers checking out until the block ends; yields their tally."""
+    tally, stop = traffic.Tally(), threading.Event()
+    thread = threading.Thread(target=traffic.run, args=(url, SHOPPERS, 3600, THINK_S, tally, stop))
+    thread.start()
+    try:
+        time.sleep(3)  # under way before the fault
+        yield tally
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _label(server: str, kind: str) -> str:
+    return f"{server} {'hung (SIGSTOP)' if kind == 'hang' else 'stopped'}"
+
+
 def redis_fault(kind: str, seconds: float = 8.0) -> dict:
     """Redis stopped or hung for `seconds` under shoppers in `original` (embedded store)."""
-    with kit("sqlite") as (application, redis_svc, _):
-        begin, end = _fault(redis_svc, kind)
-        tally, stop = traffic.Tally(), threading.Event()
-        shoppers = threading.Thread(target=traffic.run, args=(application.url, SHOPPERS, 3600, THINK_S, tally, stop))
-        shoppers.start()
-        try:
-            time.sleep(3)
-            begin()
+    with kit("sqlite") as (application, redis_svc, _), shoppers(application.url) as tally:
+        with redis_svc.fault(kind):
             fault_at = time.monotonic()
             noticed = _until(lambda: _ready(application.url) == 503, timeout=seconds)
             time.sleep(max(0.0, seconds - (time.monotonic() - fault_at)))
             during = [o for o in tally.snapshot() if o.started >= fault_at]
-            end()
-            recovered = _until(lambda: _ready(application.url) == 200)
-        finally:
-            stop.set()
-            shoppers.join(30)
+        recovered = _until(lambda: _ready(application.url) == 200)
     ok = [o for o in during if o.ok]
     times = sorted(o.seconds for o in during)
-    return {"fault": f"Redis {'hung (SIGSTOP)' if kind == 'hang' else 'stopped'}", "noticed_s": noticed,
+    return {"fault": _label("Redis", kind), "noticed_s": noticed,
             "checkouts": len(during), "otp_success": len(ok) / len(during) if during else None,
             "p99_s": times[int(0.99 * (len(times) - 1))] if times else None, "recovered_s": recovered}
 
 
+def _initiate(url: str) -> requests.Response:
+    return requests.post(url + "/payment/initiate", json=card_payload(), timeout=30)
+
+
 def store_fault(kind: str, probes: int = 5) -> dict:
     """FerretDB stopped or hung under shoppers: seconds to a 503, then seconds to a checkout again."""
-    with kit("mongodb") as (application, _, mongo_svc):
-        begin, end = _fault(mongo_svc, kind)
-        tally, stop = traffic.Tally(), threading.Event()
-        shoppers = threading.Thread(target=traffic.run, args=(application.url, SHOPPERS, 3600, THINK_S, tally, stop))
-        shoppers.start()
-        try:
-            time.sleep(3)
-            begin()
-            answers = []
+    with kit("mongodb") as (application, _, mongo_svc), shoppers(application.url):
+        answers = []
+        with mongo_svc.fault(kind):
             for _ in range(probes):
                 started = time.monotonic()
-                r = requests.post(application.url + "/payment/initiate", json=card_payload(), timeout=30)
+                r = _initiate(application.url)
                 answers.append((time.monotonic() - started, r.status_code, r.json().get("error")))
-            end()
-            recovered = _until(lambda: requests.post(application.url + "/payment/initiate", json=card_payload(),
-                                                     timeout=30).json().get("status") == "awaiting_otp")
-        finally:
-            stop.set()
-            shoppers.join(30)
+        recovered = _until(lambda: _initiate(application.url).json().get("status") == "awaiting_otp")
     waits = [t for t, _, _ in answers]
-    return {"fault": f"MongoDB (FerretDB) {'hung (SIGSTOP)' if kind == 'hang' else 'stopped'}",
-            "answers": sorted({f"{code} {error}" for _, code, error in answers}),
+    return {"fault": _label("MongoDB (FerretDB)", kind), "answers": sorted({f"{c} {e}" for _, c, e in answers}),
             "median_s": round(statistics.median(waits), 2), "max_s": round(max(waits), 2), "recovered_s": recovered}
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 from loadtest import traffic
-from rig import ROOT, free_port
+from rig import ROOT, free_port, stop_up
 
 from . import cpu, results, stack
 from .report import machine, percentile, table
@@ -64,18 +64,6 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url}/ready not 200 after {timeout:g} s")
-
-
-def stop_kit(proc: subprocess.Popen) -> None:
-    """SIGINT to up.py (it stops its children), then harder if it has not gone in 60 s."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def workers(up_pid: int) -> list[int]:
@@ -127,7 +115,7 @@ def soak(minutes: float, users: int, think_s: float, log: Path) -> dict:
                 "total": tally.total, "success": tally.success, "otp_unavailable": counts["otp_unavailable"],
                 "errors": counts["error"], "error_kinds": dict(tally.errors())}
     finally:
-        stop_kit(proc)
+        stop_up(proc, signal.SIGINT)
 
 
 def growth(r: dict) -> list[dict]:

@@ -45,6 +45,7 @@ __all__ = [
     "require",
     "shared_postgres",
     "start_app",
+    "stop_up",
     "temp_dir",
     "wait_for_port",
 ]
@@ -140,6 +141,23 @@ class Service:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+    @contextlib.contextmanager
+    def fault(self, kind: str):
+        """The server fails for the block: "stop" (connections refused, then a restart on the same port)
+        or "hang" (SIGSTOP: connections stay open and nothing answers, then SIGCONT)."""
+        if kind == "hang":
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            try:
+                yield
+            finally:
+                os.kill(self.proc.pid, signal.SIGCONT)
+            return
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
 
     def restart(self, timeout: float = 30.0) -> Service:
         """Stop, then start again on the same port."""
@@ -418,10 +436,17 @@ def make_up(workdir: Path, token: str, extra_env: dict | None = None):
         App(Service("up", [], ports["PORT"], workdir), token=token).wait_ready(timeout=30)
         yield kit
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_up(proc)
+
+
+def stop_up(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+    """Stop tools/up.py with one signal to it alone (it stops its children in order: gunicorn
+    drains its writes), then its whole process group if it has not gone within `timeout`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
