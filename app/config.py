@@ -37,6 +37,8 @@ class Settings:
 
     mongo_url: str | None = None
     mongo_db: str = "paygate"
+    # Where phones in the room open the checkout (the board's QR code); by default this machine's LAN address.
+    public_url: str | None = None
     # The embedded store, used when no MONGO_URL is set; shared by every worker on this machine.
     sqlite_path: str = ".cache/paygate.sqlite3"
     redis_url: str | None = None
@@ -169,6 +171,7 @@ def load_settings(env=None, overrides: dict | None = None) -> Settings:
         mongo_url=_url(env, "MONGO_URL", ("mongodb", "mongodb+srv")),
         mongo_db=env.get("MONGO_DB") or "paygate",
         sqlite_path=env.get("PAYGATE_SQLITE_PATH") or ".cache/paygate.sqlite3",
+        public_url=_url(env, "PUBLIC_URL", ("http", "https")),
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
         admin_token=env.get("ADMIN_TOKEN") or "",
         secret_key=env.get("PAYGATE_SECRET_KEY") or "",

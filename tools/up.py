@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import rig  # noqa: E402
 from app.config import ensure_shared_secrets, redact_url  # noqa: E402
+from app.lan import checkout_url  # noqa: E402
 
 CACHE = ROOT / ".cache"
 
@@ -60,6 +61,8 @@ def main() -> int:
 
     start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
     lines = [f"  checkout            {app_url}/",
+             f"  phones in the room  {checkout_url(env.get('PUBLIC_URL'), app_url + '/')}"
+             + ("" if env["BIND"].startswith(("0.0.0.0", "[::]")) else "  (BIND is not 0.0.0.0: not reachable from the room)"),
              f"  facilitator console {app_url}/admin",
              f"  live board          {app_url}/board",
              f"  API docs            {app_url}/docs"]

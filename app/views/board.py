@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import redis
-from flask import Blueprint, jsonify, render_template
+import segno
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from .. import board as stats
 from ..errors import AppError
 from ..kit import kit
+from ..lan import checkout_url
 
 bp = Blueprint("board", __name__, url_prefix="/board")
+# A standalone SVG document (with its namespace: browsers draw it as an <img>), dark on white.
+QR_STYLE = {"scale": 8, "border": 2, "dark": "#0f141b", "light": "#ffffff"}
 
 
 class BoardUnavailable(AppError):
@@ -20,8 +25,20 @@ class BoardUnavailable(AppError):
 
 @bp.get("")
 def board_page():
-    """The live board page (its script polls /board/data every second)."""
-    return render_template("board.html", mode=kit().runtime.snapshot().mode)
+    """The live board page (its script polls /board/data every second), with the checkout's address for phones."""
+    return render_template("board.html", mode=kit().runtime.snapshot().mode, checkout_url=_checkout_url())
+
+
+@bp.get("/qr.svg")
+def checkout_qr():
+    """A QR code of the checkout's address on the room's network, drawn on the server (no script, no CDN)."""
+    svg = io.BytesIO()
+    segno.make(_checkout_url(), error="m").save(svg, kind="svg", **QR_STYLE)
+    return Response(svg.getvalue(), mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
+
+
+def _checkout_url() -> str:
+    return checkout_url(kit().settings.public_url, request.host_url)
 
 
 @bp.get("/data")
