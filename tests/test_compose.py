@@ -281,6 +281,12 @@ def test_locust_workers_scale(services):
     assert "--master" in master["command"] and "--host=http://app:8000" in master["command"]
 
 
+def test_both_locust_services_load_the_workshop_shapes(services):
+    for name in ("locust", "locust-worker"):
+        locustfiles = [a for a in services[name]["command"] if a.startswith("--locustfile=")]
+        assert locustfiles and "loadtest/shapes.py" in locustfiles[0].split("=", 1)[1].split(","), name
+
+
 def test_every_mounted_path_exists_in_the_repo(services):
     mounts = 0
     for name, svc in services.items():
@@ -318,8 +324,9 @@ def test_services_point_at_files_inside_their_mounts(services):
     for locust in (services["locust"], services["locust-worker"]):
         for arg in locust["command"]:
             if arg.startswith(("--locustfile=", "--config=")):
-                in_container = str(Path(locust["working_dir"]) / arg.split("=", 1)[1])
-                assert host_path(locust, in_container).is_file(), arg
+                for name in arg.split("=", 1)[1].split(","):  # --locustfile takes a list
+                    in_container = str(Path(locust["working_dir"]) / name)
+                    assert host_path(locust, in_container).is_file(), arg
 
 
 def test_prometheus_finds_its_rules_through_the_mount(services):

@@ -168,3 +168,16 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+
+
+def test_workshop_ramp_holds_its_last_stage_and_rush_then_quiet_ends():
+    from loadtest.shapes import RushThenQuiet, WorkshopRamp
+
+    def at(shape_class, second):
+        shape = shape_class()
+        shape.get_run_time = lambda: second
+        return shape.tick()
+
+    assert [at(WorkshopRamp, s) for s in (0, 100, 200, 300)] == [(1, 1), (5, 1), (10, 2), (40, 5)]
+    assert at(WorkshopRamp, 3600) == (40, 5), "the ramp keeps 40 shoppers until Stop"
+    assert at(RushThenQuiet, 30) == (40, 10) and at(RushThenQuiet, 600) is None
