@@ -1,9 +1,9 @@
 """`make bench`: measure the kit under gunicorn with real Redis and FerretDB (and SQLite); write bench/RESULTS.md.
 
-    python -m bench.run                  # the full run (20–25 min, the 5 min soak included)
-    python -m bench.run --quick          # a short smoke run of every section (~4 min), to a temp file
-    python -m bench.run --no-soak        # everything but the soak
-    python -m bench.run --only recovery  # one section; replaces only its block in bench/RESULTS.md
+    python -m bench.run                    # the full run (about 20 min)
+    python -m bench.run --quick            # a short smoke run of every section (~4 min), to a temp file
+    python -m bench.run --only recovery    # one section; replaces only its block in bench/RESULTS.md
+    python -m bench.run --only soak_short  # 200 shoppers for 5 min (on request: `make soak` is the soak)
 
 Each section gets fresh backends (sections h–j one set per set-up: the embedded
 default and real services), so that one section's payments do not slow the
@@ -191,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
     names = [name for _, name, _, _ in SECTIONS]
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorten every section (a smoke run)")
-    parser.add_argument("--no-soak", action="store_true", help="skip the 5 minute soak")
     parser.add_argument("--only", choices=names, metavar="SECTION",
                         help=f"run one section and replace only its block in the results file ({', '.join(names)})")
     parser.add_argument("--profile", action="store_true", help="(h): add py-spy's busiest frames of the kit")
@@ -216,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = results.Results(out, header(info, args.quick))
     for title, name, section, needs_app in SECTIONS:
-        if name == "soak_short" and args.no_soak:
-            continue
+        if name == "soak_short":
+            continue  # on request only (--only soak_short): `make soak` is the soak of record
         step(title)
         report.add(name, run_section(name, section, needs_app, p))
     load_end = " / ".join(f"{x:.2f}" for x in os.getloadavg())
