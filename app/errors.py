@@ -79,7 +79,8 @@ class StoreUnavailable(AppError):
 
 
 class OtpUnavailable(AppError):
-    """The loud variant of the silent failure (knob silent_failures=false)."""
+    """The loud variant of the silent failure (knob silent_failures=false); its message is the
+    one the shopper reads in both variants, the only place it is written."""
 
     status, code = 503, "otp_unavailable"
     message = "Unable to generate OTP. Please try again."

@@ -27,9 +27,6 @@ from .store import policy_for
 
 log = logging.getLogger("paygate.payments")
 
-SILENT_FAILURE_MESSAGE = "Unable to generate OTP. Please try again."
-
-
 def new_payment_id() -> str:
     """A random, unguessable payment id."""
     return "pay_" + secrets.token_hex(12)
@@ -110,7 +107,7 @@ class PaymentService:
         metrics.OTP_GENERATION.labels(mode=mode, result="timeout").inc()
         metrics.ORPHANED_INTENTS.labels(mode=mode).inc()
         self.board.record_otp("timeout")
-        body = {"payment_id": payment_id, "status": "otp_unavailable", "message": SILENT_FAILURE_MESSAGE}
+        body = {"payment_id": payment_id, "status": "otp_unavailable", "message": OtpUnavailable.message}
         if knobs["silent_failures"]:
             return body, 200  # the silent failure: no error, no log line
         log.warning("OTP unavailable: payment %s not ready within %d ms (mode %s)",

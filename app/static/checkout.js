@@ -5,7 +5,6 @@
 (function () {
   "use strict";
 
-  var SILENT_FAILURE_MESSAGE = "Unable to generate OTP. Please try again.";
   var LABELS = { card_number: "Card number", expiry: "Expiry", cvv: "CVV", amount: "Amount", otp: "Code" };
 
   function $(id) { return document.getElementById(id); }
@@ -133,10 +132,11 @@
       if (res.status === 200 && data.status === "awaiting_otp") {
         startOtp(data);
       } else if (data.status === "otp_unavailable" || data.error === "otp_unavailable") {
-        // 200 when failures are silent, 503 when they are loud: the participant reads the same.
-        $("otp-unavailable-message").textContent = data.message || SILENT_FAILURE_MESSAGE;
+        // 200 when failures are silent, 503 when they are loud: the participant reads the
+        // same words, the server's own (the message is written once, in app/errors.py).
+        $("otp-unavailable-message").textContent = data.message;
         show("result-otp-unavailable");
-        announce(data.message || SILENT_FAILURE_MESSAGE);
+        announce(data.message);
       } else if (res.status === 400 && data.error === "validation_error") {
         show("step-card", $("card_number"));
         showFieldErrors(cardForm, data.fields || {}, "form-error");
