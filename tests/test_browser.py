@@ -213,8 +213,13 @@ def _burst(url: str, stop: threading.Event, statuses: list) -> None:
 def test_audit_from_the_console_fails_the_checkout_silently_under_a_burst(tabs, live):
     board = tabs(width=1280, height=800).open("/board")
     expect(board.locator("#board-mode")).to_have_text(re.compile(r"^\s*original\s*$"))
+    # The room pays along: the board shows the checkout's address as a QR code, and a
+    # participant's phone (375 px wide) meets the same silent failure as everyone else.
+    qr = board.locator(".pay-along img")
+    expect(qr).to_be_visible()
+    assert qr.evaluate("img => img.complete && img.naturalWidth > 0"), "the QR code did not load"
     admin = console(tabs, rig.TEST_TOKEN)
-    checkout = tabs().open("/")
+    checkout = tabs(width=375, height=740).open("/")
 
     admin.fill("#ttl", "600")
     admin.click("[data-mode=audit]")
