@@ -62,7 +62,7 @@ def build_spec() -> dict:
         "/payment/{payment_id}": {"get": {**_op("Payment status (never the OTP)", _OBJECT, 404, 503),
                                           "parameters": [payment_id]}},
         "/health": {"get": _op("Liveness (stays green during the silent failure)", _OBJECT, tag="ops")},
-        "/ready": {"get": _op("Readiness: MongoDB and Redis answer", _OBJECT, 503, tag="ops")},
+        "/ready": {"get": _op("Readiness: the payment store and Redis answer", _OBJECT, 503, tag="ops")},
         "/debug/config": {"get": _op("Effective configuration, secrets redacted", _OBJECT, tag="ops")},
         "/admin/db-mode": {
             "get": _op("The persistence mode in force", mode_state, tag="admin"),
