@@ -143,7 +143,7 @@ def render(r: dict, info: dict) -> str:
     grow = growth(r)
     all_ok = r["total"] > 0 and r["success"] == r["total"]
     flat = bool(grow) and all(g["flat"] for g in grow)
-    return (f"## (k) Soak of `make up`: {r['minutes']:g} min in `original`, {r['users']} shoppers\n\n"
+    return (f"## (l) Soak of `make up`: {r['minutes']:g} min in `original`, {r['users']} shoppers\n\n"
             f"`make soak` (`python -m bench.soak --minutes {r['minutes']:g} --users {r['users']} --think {r['think']:g}`):"
             " tools/up.py as a participant runs it, on free loopback ports; loadtest/traffic.py shoppers with"
             f" {r['think']:g} s mean think time. Run on {info['date']}, {info['cores']} cores, load average at start"
