@@ -7,6 +7,7 @@ monkey-patch this process and break every other client the suite uses.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -171,13 +172,23 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
 
 
 def test_workshop_ramp_holds_its_last_stage_and_rush_then_quiet_ends():
-    from loadtest.shapes import RushThenQuiet, WorkshopRamp
+    # In a subprocess: importing locust monkey-patches this process for gevent (threads,
+    # sockets, subprocesses), which would break every test after this one.
+    script = """
+import json
+from loadtest.shapes import RushThenQuiet, WorkshopRamp
 
-    def at(shape_class, second):
-        shape = shape_class()
-        shape.get_run_time = lambda: second
-        return shape.tick()
+def at(shape_class, second):
+    shape = shape_class()
+    shape.get_run_time = lambda: second
+    return shape.tick()
 
-    assert [at(WorkshopRamp, s) for s in (0, 100, 200, 300)] == [(1, 1), (5, 1), (10, 2), (40, 5)]
-    assert at(WorkshopRamp, 3600) == (40, 5), "the ramp keeps 40 shoppers until Stop"
-    assert at(RushThenQuiet, 30) == (40, 10) and at(RushThenQuiet, 600) is None
+print(json.dumps({"ramp": [at(WorkshopRamp, s) for s in (0, 100, 200, 300, 3600)],
+                  "rush": [at(RushThenQuiet, s) for s in (30, 600)]}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=rig.ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    ticks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert ticks["ramp"][:4] == [[1, 1], [5, 1], [10, 2], [40, 5]]
+    assert ticks["ramp"][4] == [40, 5], "the ramp keeps 40 shoppers until Stop"
+    assert ticks["rush"] == [[40, 10], None]
