@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,11 +61,20 @@ class MissingService(RuntimeError):
     """A binary the tests need is not installed (run `make test`, which installs it)."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_handed_out: set[int] = set()
+
+
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that this process has not
+    handed out before (nor one in `avoid`): the kernel may offer a port again as soon as it is
+    released, and two services given the same one collide when they start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out and port not in avoid:
+            _handed_out.add(port)
+            return port
 
 
 def port_is_free(port: int) -> bool:

@@ -49,7 +49,7 @@ def main() -> int:
     services: list[rig.Service] = []
     redis_server = None if env.get("REDIS_URL") else shutil.which("redis-server")
     if redis_server:
-        redis_port = 6379 if rig.port_is_free(6379) else rig.free_port()
+        redis_port = 6379 if rig.port_is_free(6379) else rig.free_port(avoid={port, locust_port, prom_port})
         services.append(rig.redis_server(Path(env["PAYGATE_SQLITE_PATH"]).parent / "redis", redis_port).start())
         env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     # Several workers need a Redis they share; the in-process stand-in lives inside one worker.
