@@ -39,7 +39,7 @@ def lone_initiates(url: str, n: int = 50, warmup: int = 5) -> float:
 
 def fill(setup: stack.Setup, application, n: int) -> None:
     """Store n payments in the app's own store, directly (rig/seed.py: straight into the store, not through HTTP)."""
-    path = stack.sqlite_path(application)
+    path = application.sqlite_path
     if path:
         seed.seed_sqlite(path, n)
     else:

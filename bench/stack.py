@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -14,14 +13,6 @@ import rig
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 STUB = "bench.stub:app"
 SETUPS = ("embedded", "services")
-
-
-def sqlite_store() -> bool:
-    """True when the app has its SQLite store (app.store.sqlite), used when MONGO_URL is unset."""
-    try:
-        return importlib.util.find_spec("app.store.sqlite") is not None
-    except ImportError:
-        return False
 
 
 @dataclass
@@ -41,9 +32,7 @@ def setup(name: str):
     """Backends on free loopback ports; yields a Setup.
 
     "embedded" is `make up`'s default: a real redis-server and no MONGO_URL
-    (payments in SQLite inside the app). Before the app had its SQLite store,
-    no MONGO_URL meant an in-process stand-in that only one worker can share,
-    so that case runs one worker and says so. "services" is redis-server and
+    (payments in SQLite inside the app). "services" is redis-server and
     FerretDB on PostgreSQL.
     """
     if name not in SETUPS:
@@ -53,9 +42,7 @@ def setup(name: str):
     try:
         redis_url = f"redis://127.0.0.1:{redis_svc.port}/0"
         if name == "embedded":
-            sqlite = sqlite_store()
-            yield Setup(name, "SQLite + redis-server" if sqlite else "in-process stand-in (no SQLite store yet) + redis-server",
-                        None, redis_url, [redis_svc.proc.pid], WORKERS if sqlite else 1)
+            yield Setup(name, "SQLite + redis-server", None, redis_url, [redis_svc.proc.pid], WORKERS)
         else:
             mongo_svc = rig.ferretdb(rig.temp_dir("bench-ferretdb")).start()
             yield Setup(name, "FerretDB on PostgreSQL + redis-server", f"mongodb://127.0.0.1:{mongo_svc.port}/",
@@ -77,7 +64,7 @@ def backends():
 def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | None = None, workers: int = WORKERS):
     """The app under gunicorn (`wsgi` overrides the app module); yields a rig.App.
 
-    mongo_url None: payments in SQLite, the file at sqlite_path(application).
+    mongo_url None: payments in SQLite, the file at application.sqlite_path.
     wsgi=STUB serves the bare stub, which has no admin API to reset.
     """
     db, prefix = f"bench_{name}", f"bench-{name}:"
@@ -94,12 +81,6 @@ def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | 
         yield application
     finally:
         svc.stop()
-
-
-def sqlite_path(application: rig.App) -> Path | None:
-    """The SQLite file of an app started without MONGO_URL, else None."""
-    path = application.service.env.get("PAYGATE_SQLITE_PATH")
-    return Path(path) if path else None
 
 
 def worker_pids(application: rig.App) -> list[int]:
