@@ -8,20 +8,20 @@ APT_PACKAGES := redis-server prometheus chromium postgresql
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: up test bench soak venv bench-venv services wrk ferretdb clean
+.PHONY: up test bench soak venv bench-venv services wrk ferretdb clean experiment rehearse
 
 ## venv: the Python environment, rebuilt when pyproject.toml changes
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[load,test]'
+	$(PY) -m pip install -q -e '.[load,test,chaos]'
 	touch $@
 
 ## bench-venv: the venv plus the benchmark's extras (py-spy)
 bench-venv: $(VENV)/.bench-installed
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install -q -e '.[load,test,bench]'
+	$(PY) -m pip install -q -e '.[load,test,chaos,bench]'
 	touch $@
 
 ## services: Debian's redis-server, prometheus, chromium and postgresql (as root; skipped when present)
@@ -56,6 +56,16 @@ env:
 ## up: the kit on :8000 (in-process MongoDB/Redis unless MONGO_URL/REDIS_URL), Locust on :8089
 up: venv
 	@$(PY) tools/up.py
+
+## experiment: one Chaos Toolkit experiment against the running kit (E=audit-under-load; KIT_URL for compose)
+E ?=
+experiment: venv
+	@test -n "$(E)" || { echo "say which: make experiment E=<name>, one of: $$(cd experiments && ls *.yaml | sed 's/.yaml//' | tr '\n' ' ')"; exit 2; }
+	$(PY) -m experiments.run $(E)
+
+## rehearse: calibrate the phases' user counts on this machine against the running kit (about 5 min)
+rehearse: venv
+	$(PY) -m loadtest.calibrate
 
 ## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus and Chromium
 test: venv services ferretdb wrk

@@ -1,12 +1,18 @@
 """Workshop load shapes, picked in the Locust web UI (`class-picker` is on in locust.conf).
 
-The UI's shape menu offers "Default" (type a user count by hand) and these.
-Headless, `-f loadtest/locustfile.py,loadtest/shapes.py` runs the first one.
+The UI's shape menu offers "Default" (type a user count by hand) and these. Their
+shopper counts come from the load plan (loadtest/plan.json from `make rehearse`,
+else the reference machine's), read when Locust starts. Headless,
+`-f loadtest/locustfile.py,loadtest/shapes.py` runs the first one.
 """
 
 from __future__ import annotations
 
 from locust import LoadTestShape
+
+from loadtest import plan as plans
+
+PLAN = plans.load()
 
 
 class _Stages(LoadTestShape):
@@ -28,16 +34,19 @@ class _Stages(LoadTestShape):
 
 
 class WorkshopRamp(_Stages):
-    """1 → 5 → 10 → 40 shoppers over six minutes, then 40 until the facilitator presses Stop:
-    flip to `audit` at any stage and watch."""
+    """One shopper, then the healthy, subtle and collapse phases' shoppers, two minutes each;
+    the collapse load holds until the facilitator presses Stop."""
 
     abstract = False
     hold_last = True
-    stages = ((60, 1, 1), (150, 5, 1), (240, 10, 2), (360, 40, 5))
+    stages = ((60, 1, 1), (180, PLAN.healthy_users, 1), (300, PLAN.subtle_users, 2),
+              (420, PLAN.collapse_users, 5))
 
 
 class RushThenQuiet(_Stages):
-    """40 shoppers for one minute, then one for two: the collapse, then the slow recovery."""
+    """The rush's shoppers for one minute, then one shopper for two: the collapse, then the
+    slow recovery (or none) — a metastable failure, live."""
 
     abstract = False
-    stages = ((60, 40, 10), (180, 1, 10))
+    # Locust stops users at the spawn rate: the rush's own rate makes the drop a single step.
+    stages = ((60, PLAN.rush_users, 10), (180, 1, PLAN.rush_users))

@@ -41,6 +41,8 @@ PUBLISHED = {"app": 8000, "locust": 8089, "prometheus": 9090, "grafana": 3000}
 # The databases: on the compose network only, never on the host (the room changes the mode
 # through the admin API and its token, not by writing to Redis).
 INTERNAL = {"mongo": 27017, "redis": 6379}
+# Tools started one at a time with `docker compose run`, never by `up`.
+TOOLS = {"rehearse"}
 # Read by the app with no usable default for the full stack: unset, the app falls back to
 # in-process stand-ins (URLs) or per-process random secrets, which is wrong with several workers.
 REQUIRED_ENV = ("MONGO_URL", "REDIS_URL", "ADMIN_TOKEN", "PAYGATE_SECRET_KEY")
@@ -214,7 +216,7 @@ def test_make_env_writes_a_working_env_once(composeconfig, tmp_path):
 
 
 def test_every_service_of_the_stack_is_defined(services):
-    assert set(services) == set(PUBLISHED) | set(INTERNAL) | {"locust-worker"}
+    assert set(services) == set(PUBLISHED) | set(INTERNAL) | {"locust-worker"} | TOOLS
 
 
 def test_every_promised_port_is_published(services):
@@ -243,7 +245,7 @@ def test_every_service_has_a_healthcheck(services):
 
 def test_start_order_waits_for_healthy_dependencies(services):
     expected = {"app": {"mongo", "redis"}, "prometheus": {"app"}, "grafana": {"prometheus"},
-                "locust": {"app"}, "locust-worker": {"locust"}}
+                "locust": {"app"}, "locust-worker": {"locust"}, "rehearse": {"app"}}
     for name, deps in expected.items():
         got = services[name].get("depends_on", {})
         assert set(got) == deps, name
@@ -263,6 +265,8 @@ def test_images_are_pinned(services):
 def test_memory_limits_keep_the_stack_under_2_gib(services):
     total = 0
     for name, svc in services.items():
+        if svc.get("profiles"):
+            continue  # tools run one at a time with `docker compose run`, not with `up`
         limit = svc.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
         assert limit, f"{name} has no memory limit"
         total += int(limit)
@@ -285,6 +289,17 @@ def test_both_locust_services_load_the_workshop_shapes(services):
     for name in ("locust", "locust-worker"):
         locustfiles = [a for a in services[name]["command"] if a.startswith("--locustfile=")]
         assert locustfiles and "loadtest/shapes.py" in locustfiles[0].split("=", 1)[1].split(","), name
+
+
+def test_rehearse_runs_the_calibration_inside_the_stack_and_writes_the_plan_back(services):
+    """`docker compose run --rm rehearse`: a tool (not started by `up`) that may write loadtest/plan.json."""
+    rehearse = services["rehearse"]
+    assert rehearse["profiles"] == ["tools"]
+    assert rehearse["entrypoint"][-2:] == ["-m", "loadtest.calibrate"]
+    assert "http://app:8000" in rehearse["command"]
+    mount = next(v for v in rehearse["volumes"] if v["target"] == "/home/locust/loadtest")
+    assert Path(mount["source"]) == ROOT / "loadtest" and not mount.get("read_only"), "the plan cannot be written back"
+    assert rehearse["environment"]["ADMIN_TOKEN"], "calibration flips the mode: it needs the admin token"
 
 
 def test_every_mounted_path_exists_in_the_repo(services):

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 import rig
+from loadtest import plan as plans
 from loadtest.contention import wait_drained
 
 pytestmark = pytest.mark.integration
@@ -171,7 +172,7 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
         proc.wait(20)
 
 
-def test_workshop_ramp_holds_its_last_stage_and_rush_then_quiet_ends():
+def test_the_shapes_follow_the_load_plan_and_the_ramp_holds_its_last_stage():
     # In a subprocess: importing locust monkey-patches this process for gevent (threads,
     # sockets, subprocesses), which would break every test after this one.
     script = """
@@ -183,12 +184,15 @@ def at(shape_class, second):
     shape.get_run_time = lambda: second
     return shape.tick()
 
-print(json.dumps({"ramp": [at(WorkshopRamp, s) for s in (0, 100, 200, 300, 3600)],
-                  "rush": [at(RushThenQuiet, s) for s in (30, 600)]}))
+print(json.dumps({"ramp": [at(WorkshopRamp, s) for s in (0, 100, 200, 350, 3600)],
+                  "rush": [at(RushThenQuiet, s) for s in (30, 100, 600)]}))
 """
     out = subprocess.run([sys.executable, "-c", script], cwd=rig.ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     ticks = json.loads(out.stdout.strip().splitlines()[-1])
-    assert ticks["ramp"][:4] == [[1, 1], [5, 1], [10, 2], [40, 5]]
-    assert ticks["ramp"][4] == [40, 5], "the ramp keeps 40 shoppers until Stop"
-    assert ticks["rush"] == [[40, 10], None]
+    plan = plans.load()
+    assert [users for users, _ in ticks["ramp"]] == [1, plan.healthy_users, plan.subtle_users,
+                                                     plan.collapse_users, plan.collapse_users], \
+        "the ramp walks the plan's phases and keeps the collapse load until Stop"
+    assert ticks["rush"][0][0] == plan.rush_users and ticks["rush"][1] == [1, plan.rush_users]
+    assert ticks["rush"][2] is None, "the rush ends by itself"

@@ -4,6 +4,8 @@
 // normalization and consistency checks. It prints the resolved project as JSON,
 // or the loader's error and exit status 1. No Docker engine is needed.
 //
+// Services of every profile are included.
+//
 // Usage: composeconfig [path/to/docker-compose.yml]
 package main
 
@@ -38,6 +40,8 @@ func run(file string) error {
 		cli.WithWorkingDirectory(filepath.Dir(abs)),
 		cli.WithEnvFiles(),
 		cli.WithDotEnv,
+		// Every profile: the tools `docker compose run` starts are checked like the services.
+		cli.WithProfiles([]string{"*"}),
 	)
 	if err != nil {
 		return err

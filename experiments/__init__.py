@@ -1,0 +1,1 @@
+"""The workshop's Chaos Toolkit experiments (the YAML files here) and their runner."""

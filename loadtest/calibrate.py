@@ -1,0 +1,182 @@
+"""Calibrate the workshop's load plan on this machine: OTP success against shoppers in `audit`.
+
+    python -m loadtest.calibrate [--host http://127.0.0.1:8000]      (make rehearse)
+
+Needs the kit running (`make up`, or compose) and ADMIN_TOKEN. It flips the kit
+to `audit` (with `ttl_seconds` as the abort: the kit flips back by itself if this
+dies), runs 1, 2, 3 … shoppers with 1 s think time until the OTP step collapses,
+draining the writes in flight between steps, then checks the control: `original`
+at the collapse load. It prints the table and writes loadtest/plan.json, which
+the Locust shapes and the experiments read. About five minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import requests
+
+from . import plan as plans
+from . import traffic
+
+LADDER = (1, 2, 3, 5, 8, 12, 20, 30, 40)
+HEALTHY, SUBTLE, COLLAPSED = 0.95, 0.80, 0.20
+# Enough checkouts per step for a rate that means something (a 95 % interval of about ±12 points at 80 %).
+MIN_CHECKOUTS = 45
+CHECKOUTS_PER_USER_S = 0.7  # one shopper with 1 s think time, measured
+DRAIN_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measured load: shoppers, checkouts seen, and how many got their OTP."""
+
+    mode: str
+    users: int
+    checkouts: int
+    ok: int
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.checkouts if self.checkouts else 0.0
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """The Wilson 95 % interval of the success rate."""
+        n, p = self.checkouts, self.rate
+        if not n:
+            return 0.0, 1.0
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return max(0.0, centre - half), min(1.0, centre + half)
+
+    def row(self) -> dict:
+        low, high = self.interval()
+        return {"mode": self.mode, "users": self.users, "checkouts": self.checkouts,
+                "otp_success": round(self.rate, 3), "interval_95": [round(low, 3), round(high, 3)]}
+
+
+def pick(steps: list[Step]) -> dict:
+    """The phases' user counts from the `audit` steps (ascending users).
+
+    healthy: the most shoppers still at ≥ 95 %; subtle: the count nearest 80 %
+    among those between 50 % and 95 %; collapse: the fewest under 20 %.
+    """
+    healthy = max((s.users for s in steps if s.rate >= HEALTHY), default=1)
+    middle = [s for s in steps if 0.5 <= s.rate < HEALTHY and s.users > healthy]
+    over = [s for s in steps if s.users > healthy]
+    subtle = min(middle or over or steps, key=lambda s: abs(s.rate - SUBTLE)).users
+    collapse = min((s.users for s in steps if s.rate < COLLAPSED and s.users > subtle),
+                   default=max(s.users for s in steps))
+    return {"healthy_users": healthy, "subtle_users": subtle, "collapse_users": max(collapse, subtle + 1)}
+
+
+class Kit:
+    """The few admin calls calibration needs."""
+
+    def __init__(self, host: str, token: str):
+        self.host = host
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def flip(self, mode: str, ttl_s: int | None = None) -> None:
+        body = {"mode": mode} if ttl_s is None else {"mode": mode, "ttl_seconds": ttl_s}
+        self.session.put(self.host + "/admin/db-mode", json=body, timeout=10).raise_for_status()
+
+    def inflight(self) -> int:
+        r = self.session.get(self.host + "/board/data", timeout=10)
+        r.raise_for_status()
+        return int(r.json()["current"].get("inflight_writes") or 0)
+
+    def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
+        """Wait until no write is in flight (or the timeout); returns what is left."""
+        deadline = time.monotonic() + timeout_s
+        while (left := self.inflight()) and time.monotonic() < deadline:
+            time.sleep(1)
+        return left
+
+
+def measure(kit: Kit, mode: str, users: int, think_s: float, warmup_s: float, seconds: float) -> Step:
+    """Run `users` shoppers; count the checkouts that started after the warm-up."""
+    if mode != "original":
+        kit.flip(mode, ttl_s=int(warmup_s + seconds + 60))
+    started = time.monotonic()
+    tally = traffic.run(kit.host, users, warmup_s + seconds, think_s)
+    kept = [o for o in tally.snapshot() if o.started >= started + warmup_s]
+    if mode != "original":
+        kit.flip("original")
+    return Step(mode, users, len(kept), sum(o.ok for o in kept))
+
+
+def step_seconds(users: int, think_s: float, at_least: float, checkouts: int = MIN_CHECKOUTS) -> float:
+    """Long enough for `checkouts` checkouts at this many shoppers."""
+    return max(at_least, checkouts / (CHECKOUTS_PER_USER_S * users / max(think_s, 1.0)))
+
+
+def table(steps: list[Step]) -> str:
+    """The measurements as a text table."""
+    lines = ["mode       users  checkouts  OTP success  95 % interval",
+             "---------  -----  ---------  -----------  -------------"]
+    for s in steps:
+        low, high = s.interval()
+        lines.append(f"{s.mode:<9}  {s.users:>5}  {s.checkouts:>9}  {100 * s.rate:>10.1f}%"
+                     f"  {100 * low:>5.1f}–{100 * high:.1f} %")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Calibrate; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m loadtest.calibrate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=os.environ.get("KIT_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--ladder", default=",".join(map(str, LADDER)), help="user counts to try, ascending")
+    parser.add_argument("--seconds", type=float, default=25.0, help="measured seconds per step, at least")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before a step is measured")
+    parser.add_argument("--think", type=float, default=1.0, help="mean think time, seconds")
+    parser.add_argument("--min-checkouts", type=int, default=MIN_CHECKOUTS, help="checkouts per step, at least")
+    parser.add_argument("--out", default=str(plans.PLAN), help="where to write the plan")
+    args = parser.parse_args(argv)
+    token = os.environ.get("ADMIN_TOKEN")
+    if not token:
+        parser.error("set ADMIN_TOKEN (make up's banner prints it; compose keeps it in .env)")
+    host = args.host.rstrip("/")
+    if problem := traffic.reachable(host):
+        print(f"cannot reach the kit at {host}: {problem}", file=sys.stderr)
+        return 2
+    kit = Kit(host, token)
+    kit.flip("original")
+    kit.drain()
+
+    steps: list[Step] = []
+    for users in sorted({int(u) for u in args.ladder.split(",")}):
+        seconds = step_seconds(users, args.think, args.seconds, args.min_checkouts)
+        print(f"audit, {users} shoppers, {seconds:.0f} s …", file=sys.stderr, flush=True)
+        steps.append(measure(kit, "audit", users, args.think, args.warmup, seconds))
+        left = kit.drain()
+        print(f"  {100 * steps[-1].rate:.1f} % of {steps[-1].checkouts}; writes in flight after: {left}",
+              file=sys.stderr, flush=True)
+        if steps[-1].rate < COLLAPSED:
+            break
+    chosen = pick(steps)
+    print(f"control: original, {chosen['collapse_users']} shoppers …", file=sys.stderr, flush=True)
+    control = measure(kit, "original", chosen["collapse_users"], args.think, args.warmup / 2, args.seconds)
+    steps.append(control)
+
+    plan = plans.Plan(**chosen, think_seconds=args.think, measured=time.strftime("%Y-%m-%d %H:%M %Z"),
+                      table=[s.row() for s in steps])
+    path = plan.save(plans.Path(args.out))
+    print(table(steps))
+    print(f"\nphases (think time {args.think:g} s): healthy {plan.healthy_users} shoppers, "
+          f"subtle {plan.subtle_users}, collapse {plan.collapse_users}; rush {plan.rush_users}")
+    if control.rate < HEALTHY:
+        print(f"warning: `original` itself reached only {100 * control.rate:.1f} % at {control.users} shoppers: "
+              "this machine is short of CPU for that load; use fewer shoppers or close other programs.")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

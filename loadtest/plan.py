@@ -1,0 +1,75 @@
+"""The load plan: how many shoppers make each workshop phase on this machine.
+
+`make rehearse` (python -m loadtest.calibrate) measures it and writes
+loadtest/plan.json; until then the plan measured on the reference machine,
+loadtest/plan.default.json, stands in. The Locust shapes and the experiments
+read it from here, so the room and the experiments see the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PLAN = HERE / "plan.json"
+DEFAULT_PLAN = HERE / "plan.default.json"
+PHASES = ("healthy", "subtle", "collapse")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """User counts per phase (1 s think time), and the measurements they came from."""
+
+    healthy_users: int
+    subtle_users: int
+    collapse_users: int
+    rush_users: int = 40
+    think_seconds: float = 1.0
+    measured: str = ""
+    table: list = field(default_factory=list)
+
+    def users(self, phase: str) -> int:
+        """The shoppers for a phase: healthy, subtle, collapse or rush."""
+        return getattr(self, f"{phase}_users")
+
+    def save(self, path: Path = PLAN) -> Path:
+        """Write the plan as JSON (its keys are the experiments' configuration names)."""
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+
+def load(path: Path | None = None) -> Plan:
+    """The calibrated plan, or the reference machine's when none was measured here."""
+    if path is None:
+        path = PLAN if PLAN.exists() else DEFAULT_PLAN
+    return Plan(**json.loads(path.read_text()))
+
+
+def source(path: Path | None = None) -> str:
+    """Where `load()` reads from, for messages."""
+    chosen = path or (PLAN if PLAN.exists() else DEFAULT_PLAN)
+    return str(chosen.relative_to(HERE.parent)) if chosen.is_relative_to(HERE.parent) else str(chosen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the plan; with --shell, as variables a shell can `eval`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m loadtest.plan", description="The workshop's load plan.")
+    parser.add_argument("--shell", action="store_true", help="print HEALTHY_USERS=… lines for eval")
+    args = parser.parse_args(argv)
+    plan = load()
+    if args.shell:
+        for phase in (*PHASES, "rush"):
+            print(f"{phase.upper()}_USERS={plan.users(phase)}")
+        return 0
+    print(f"load plan from {source()} (think time {plan.think_seconds:g} s; measured {plan.measured or '?'}):")
+    for phase in (*PHASES, "rush"):
+        print(f"  {phase:<9} {plan.users(phase):>3} shoppers")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
