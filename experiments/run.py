@@ -66,6 +66,14 @@ def unreachable(env: dict, experiment: dict) -> list[str]:
     return problems
 
 
+def verdict(journal: dict) -> str:
+    """completed (held), deviated (broken by the change), failed (not steady before it), or how it ended."""
+    before = (journal.get("steady_states") or {}).get("before")
+    if before is not None and not before.get("steady_state_met"):
+        return "failed"
+    return "deviated" if journal.get("deviated") else journal.get("status", "unknown")
+
+
 def summary(journal: dict) -> list[str]:
     """One line per steady-state look and method probe: what the board said."""
     lines = []
@@ -126,10 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([chaos, "--log-file", f"{stem}.log", "run", "--journal-path", f"{stem}.json",
                     "--rollback-strategy", "always", str(path)], env=env, check=False)
     journal = json.loads(Path(f"{stem}.json").read_text())
-    outcome = "deviated" if journal.get("deviated") else journal.get("status")
+    outcome = verdict(journal)
     want = expected(experiment, env)
     print("\n".join(summary(journal)))
     print(f"{args.name}: {outcome}" + (f" (expected: {want})" if want else "") + f"; journal {stem}.json")
+    if outcome == "failed":
+        print("The steady state did not hold before the change, so nothing was tested: stop the load, "
+              "wait for writes in flight 0, reset, and run it again.", file=sys.stderr)
     return 0 if outcome in ("deviated", "completed") else 1
 
 

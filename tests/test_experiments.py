@@ -57,7 +57,8 @@ def test_chaos_toolkit_accepts_the_experiment(path):
     env = {**os.environ, "ADMIN_TOKEN": "validation-only"}
     chaos = Path(sys.executable).with_name("chaos")
     log = rig.temp_dir("chaos") / "chaostoolkit.log"
-    result = subprocess.run([str(chaos), "--log-file", str(log), "validate", str(path)], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(chaos), "--log-file", str(log), "validate", str(path)], env=env,
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "look valid" in result.stderr + result.stdout, result.stderr
 
 

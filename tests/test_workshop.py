@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 import rig
+from loadtest import plan as plans
 
 ROOT = rig.ROOT
 GUIDE = ROOT / "workshop.md"
@@ -30,6 +31,7 @@ FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 EXPECT = re.compile(r"^\s*#\s*→\s?(.+?)\s*$", re.M)
 RATE_BOUND = re.compile(r"expect a success rate of (at least|at most) (\d+(?:\.\d+)?) ?%")
 RATE = re.compile(r"Rate: (\d+(?:\.\d+)?)%")
+OUTCOME = re.compile(r"^([a-z-]+): (deviated|completed|failed|aborted|interrupted) \(expected", re.M)
 # What a command that talks to the kit looks like, inside or outside a runnable block.
 KIT_COMMAND = re.compile(r"localhost:\d+|127\.0\.0\.1:\d+|loadtest\.simulate|\bcurl\b")
 
@@ -64,9 +66,10 @@ def guide_blocks() -> list[Block]:
 def test_guide_has_runnable_blocks_for_every_step():
     blocks = [b for b in guide_blocks() if b.runnable]
     bodies = "\n".join(b.body for b in blocks)
-    # The session's steps: baseline, flip, observe, diagnose, fix (both fixes), reset.
-    for needle in ("/health", '"mode": "audit"', "loadtest.simulate", "/metrics", ":9090/api/v1/query",
-                   '"mode": "audit-async"', '"silent_failures": false', "/admin/reset"):
+    # The session's steps: the plan, each phase's load, flip, observe, diagnose, the experiments, reset.
+    for needle in ("/health", "loadtest.plan", "/swarm", '"mode": "audit"', "/metrics", ":9090/api/v1/query",
+                   "E=audit-under-load", "E=audit-async-under-load", "E=loud-failures", "E=metastable-recovery",
+                   '"otp_timeout_ms": 1000', "/stop", "/admin/reset"):
         assert needle in bodies, f"no runnable block uses {needle}"
 
 
@@ -83,6 +86,17 @@ def test_timeline_fits_a_60_to_90_minute_session():
     minutes = [int(m) for m in re.findall(r"^\| *\d+ *\| [^|]+\| *(\d+) min *\|", text, re.M)]
     assert minutes, "no timeline table (| step | what | N min |)"
     assert 60 <= sum(minutes) <= 90, f"the timeline adds up to {sum(minutes)} min"
+
+
+def test_the_reference_plan_in_the_guide_is_the_one_that_ships():
+    """The guide's phase table quotes loadtest/plan.default.json, and each phase's load table names it."""
+    plan = plans.load(plans.DEFAULT_PLAN)
+    text = GUIDE.read_text()
+    for phase in (*plans.PHASES, "rush"):
+        assert re.search(rf"^\| {phase} \|[^\n]*\| {plan.users(phase)} shoppers \|$", text, re.M), \
+            f"the reference plan's {phase} row does not say {plan.users(phase)} shoppers"
+    for phase in plans.PHASES:
+        assert f"{phase} ({plan.users(phase)} on the reference machine)" in text, phase
 
 
 def test_quoted_benchmark_numbers_appear_in_the_results():
@@ -142,21 +156,31 @@ def localise(body: str, ports: dict) -> str:
     return body
 
 
+# The experiments as the guide runs them, shortened through their configuration: the flip's
+# look comes 12 s after it, not 40–70 s (the rush keeps its 30 s: shorter, fewer writes pile up).
+SHORTENED = {"EXPERIMENT_OBSERVE_SECONDS": "12", "EXPERIMENT_ABORT_AFTER_SECONDS": "90"}
+
+
 @pytest.mark.integration
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(600)
 def test_runnable_blocks_run_against_make_up(kit):
     blocks = [b for b in guide_blocks() if b.runnable]
-    env = {**os.environ, "ADMIN_TOKEN": TOKEN}
-    rates = []
+    env = {**os.environ, "ADMIN_TOKEN": TOKEN, **SHORTENED, "KIT_URL": f"http://127.0.0.1:{kit['PORT']}",
+           "LOCUST_URL": f"http://127.0.0.1:{kit['LOCUST_PORT']}",
+           "PROMETHEUS_URL": f"http://127.0.0.1:{kit['PROMETHEUS_PORT']}"}
+    for name in ("EXPERIMENT_USERS", "EXPERIMENT_MODE", "EXPERIMENT_SILENT_FAILURES"):
+        env.pop(name, None)
+    rates, outcomes = [], []
     for block in blocks:
         script = localise(block.body, kit)
         leftover = re.findall(r"localhost:\d+", script)
         assert not leftover, f"line {block.line}: {leftover} is not part of `make up`"
         started = time.monotonic()
         result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=90)
+                                capture_output=True, text=True, timeout=180)
         where = f"workshop.md line {block.line} ({time.monotonic() - started:.1f} s)"
-        print(where, RATE.findall(result.stdout))
+        print(where, RATE.findall(result.stdout), OUTCOME.findall(result.stdout))
+        outcomes += OUTCOME.findall(result.stdout)
         assert result.returncode == 0, f"{where} exited {result.returncode}:\n{script}\n{result.stdout}\n{result.stderr}"
         for expected in block.expects:
             assert expected in result.stdout, f"{where}: {expected!r} not in the output:\n{result.stdout}"
@@ -169,4 +193,5 @@ def test_runnable_blocks_run_against_make_up(kit):
                 assert rate >= float(bound), f"{where}: success rate {rate} %, expected at least {bound} %"
             else:
                 assert rate <= float(bound), f"{where}: success rate {rate} %, expected at most {bound} %"
-    assert len(rates) >= 3, "the guide's traffic runs state no expected success rate"
+    assert rates, "the guide's traffic runs state no expected success rate"
+    assert len(outcomes) >= 4, f"the guide ran {len(outcomes)} experiments: {outcomes}"
