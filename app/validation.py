@@ -16,12 +16,13 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    create_model,
     field_validator,
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .cards import luhn_ok
-from .config import KNOB_LIMITS, MODES
+from .config import KNOBS, MODES
 from .errors import BodyTooLarge, InvalidJson, UnsupportedMediaType, ValidationFailed
 
 MAX_AMOUNT = Decimal("10000")
@@ -106,38 +107,39 @@ class VerifyRequest(_Body):
     otp: str = Field(pattern=r"^[0-9]{6}$", examples=["123456"])
 
 
+# Who made a change, as the history shows it.
+Actor = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w .@-]+$")]
+
+
 class ModeChange(_Body):
     """PUT /admin/db-mode."""
 
-    mode: Literal[MODES]
+    mode: Literal[tuple(MODES)]
     ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=86400)
-    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
-
-
-def _knob(name):
-    low, high = KNOB_LIMITS[name]
-    return Field(default=None, ge=low, le=high)
-
-
-class KnobsPatch(_Body):
-    """PATCH /admin/knobs: any subset of the knobs."""
-
-    write_latency_ms: StrictInt | None = _knob("write_latency_ms")
-    audit_delay_ms: StrictInt | None = _knob("audit_delay_ms")
-    contention_ms_per_write: StrictInt | None = _knob("contention_ms_per_write")
-    otp_timeout_ms: StrictInt | None = _knob("otp_timeout_ms")
-    silent_failures: StrictBool | None = None
-    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
-
-    def changes(self) -> dict:
-        """The knobs this patch sets (actor and unset fields left out)."""
-        return {k: v for k, v in self.model_dump(exclude={"actor"}).items() if v is not None}
+    actor: Actor = "facilitator"
 
 
 class ResetRequest(_Body):
     """POST /admin/reset."""
 
-    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
+    actor: Actor = "facilitator"
+
+
+class _KnobsBase(ResetRequest):
+    def changes(self) -> dict:
+        """The knobs this patch sets (actor and unset fields left out)."""
+        return {k: v for k, v in self.model_dump(exclude={"actor"}).items() if v is not None}
+
+
+def _knob_field(knob):
+    if isinstance(knob.default, bool):
+        return StrictBool | None, None
+    return StrictInt | None, Field(default=None, ge=knob.low, le=knob.high)
+
+
+# PATCH /admin/knobs: any subset of the knobs, each within its limits (from config.KNOBS).
+KnobsPatch = create_model("KnobsPatch", __base__=_KnobsBase, __doc__="PATCH /admin/knobs: any subset of the knobs.",
+                          **{name: _knob_field(knob) for name, knob in KNOBS.items()})
 
 
 def is_payment_id(value: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from .. import metrics
+from ..config import MODES as MODE_NAMES
 from .base import Backend, audit_record
 
 
@@ -84,3 +85,4 @@ class AuditAsync(Original):
 
 
 MODES = {policy.name: policy for policy in (Original, Audit, AuditAsync)}
+assert tuple(MODES) == tuple(MODE_NAMES), "every mode in config.MODES has one policy here, in the same order"

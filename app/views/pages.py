@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from flask import Blueprint, render_template
 
+from ..config import MODES
+
 bp = Blueprint("pages", __name__)
 
 # The demo's order and test card: what a participant sees prefilled.
@@ -34,4 +36,4 @@ def checkout():
 @bp.get("/admin")
 def admin():
     """The facilitator console: the token stays in the browser, never in the page or a URL."""
-    return render_template("admin.html")
+    return render_template("admin.html", modes=MODES)

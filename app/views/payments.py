@@ -23,8 +23,7 @@ def _no_store_otp(response):
 def initiate():
     """Create a payment and issue its OTP, or fail silently if it is not ready in time."""
     req = parse_body(request, InitiateRequest)
-    body, status = kit().payments.initiate(req)
-    return jsonify(body), status
+    return jsonify(kit().payments.initiate(req).as_dict())
 
 
 @bp.post("/verify-otp")
