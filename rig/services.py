@@ -19,14 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from .client import AdminClient
+
 __all__ = [
     "App",
+    "app_config",
     "FERRETDB_BIN",
     "Kit",
     "MissingService",
@@ -48,6 +52,7 @@ __all__ = [
     "start_app",
     "stop_up",
     "temp_dir",
+    "unique",
     "wait_for_port",
 ]
 
@@ -338,8 +343,8 @@ def prometheus(workdir: Path, config: Path, port: int | None = None) -> Service:
 
 
 @dataclass
-class App:
-    """A running app: its base URL and the handle of its gunicorn."""
+class App(AdminClient):
+    """A running app: its base URL, the handle of its gunicorn, and the admin calls (rig.client)."""
 
     service: Service
     token: str = TEST_TOKEN
@@ -370,21 +375,6 @@ class App:
             time.sleep(0.1)
         raise TimeoutError(f"app not ready: {last}")
 
-    def admin(self, method: str, path: str, **kwargs) -> requests.Response:
-        """An admin call with the bearer token."""
-        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-        return requests.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
-
-    def set_mode(self, mode: str, **extra) -> dict:
-        """Flip the mode and return the new state (raises on an error status)."""
-        r = self.admin("PUT", "/admin/db-mode", json={"mode": mode, **extra})
-        r.raise_for_status()
-        return r.json()
-
-    def reset(self) -> None:
-        """Mode original, default knobs."""
-        self.admin("POST", "/admin/reset").raise_for_status()
-
 
 def start_app(name: str, mongo_url: str | None, redis_url: str, workers: int = 2,
               extra_env: dict | None = None) -> App:
@@ -399,6 +389,17 @@ def start_app(name: str, mongo_url: str | None, redis_url: str, workers: int = 2
         svc.stop()
         raise
     return app
+
+
+def app_config(**overrides) -> dict:
+    """create_app settings for an in-process test app: the test secrets, a database and key prefix of its own."""
+    return {"mongo_db": unique("t_"), "key_prefix": unique("t:") + ":", "admin_token": TEST_TOKEN,
+            "secret_key": TEST_SECRET, **overrides}
+
+
+def unique(prefix: str) -> str:
+    """A short unique name (databases, key prefixes)."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def temp_dir(prefix: str) -> Path:

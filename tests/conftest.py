@@ -1,6 +1,7 @@
-"""Fixtures: real Redis and a real MongoDB-wire server for the session, a fresh
-app per test (`app`, `client`), and the app under real multi-worker gunicorn
-(`live` on MongoDB, `live_sqlite` on the embedded SQLite file, `any_live` either)."""
+"""Fixtures: real Redis and FerretDB (the MongoDB wire protocol, on PostgreSQL) for the
+session; a fresh in-process app per test (`app`, `client`); the app under real
+multi-worker gunicorn (`live` on FerretDB, `live_sqlite` on the embedded SQLite file,
+`any_live` either), and `own_app` for a gunicorn app a module has to itself."""
 
 from __future__ import annotations
 
@@ -12,23 +13,23 @@ from pymongo import MongoClient
 import rig
 from app import create_app
 
-from .helpers import unique
+
+def _session_service(start):
+    svc = start(rig.temp_dir(start.__name__)).start()
+    yield svc
+    svc.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_service():
     """Debian's redis-server on a free port, for the whole session."""
-    svc = rig.redis_server(rig.temp_dir("redis")).start()
-    yield svc
-    svc.stop()
+    yield from _session_service(rig.redis_server)
 
 
 @pytest.fixture(scope="session")
 def mongo_service():
-    """FerretDB (MongoDB wire protocol, on PostgreSQL) on a free port, for the whole session."""
-    svc = rig.ferretdb(rig.temp_dir("ferretdb")).start()
-    yield svc
-    svc.stop()
+    """FerretDB on PostgreSQL on a free port, for the whole session."""
+    yield from _session_service(rig.ferretdb)
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +45,7 @@ def redis_url(redis_service):
 @pytest.fixture
 def app(mongo_url, redis_url):
     """A fresh app per test against the real services, isolated by database and key prefix."""
-    application = create_app({"mongo_url": mongo_url, "redis_url": redis_url, "mongo_db": unique("t_"),
-                              "key_prefix": unique("t:") + ":", "admin_token": rig.TEST_TOKEN,
-                              "secret_key": rig.TEST_SECRET})
+    application = create_app(rig.app_config(mongo_url=mongo_url, redis_url=redis_url))
     yield application
     application.extensions["paygate"].close()
 
@@ -63,64 +62,77 @@ def auth():
     return {"Authorization": f"Bearer {rig.TEST_TOKEN}"}
 
 
-@pytest.fixture(scope="session")
-def live_server(mongo_url, redis_url):
-    """The app under real gunicorn with 2 workers, for the session."""
-    application = rig.start_app("live", mongo_url, redis_url)
-    yield application
-    application.service.stop()
+@pytest.fixture(scope="module")
+def own_app(mongo_url, redis_url):
+    """own_app(name, sqlite=False, workers=2, **env) -> rig.App: a gunicorn app with a database and key
+    prefix of its own, started on first use, the same one for the rest of the module, stopped after it.
 
+    A test that stops its app, or needs one untouched by the module's other tests, takes a name of its own.
+    """
+    started: dict[str, rig.App] = {}
 
-@pytest.fixture
-def live(live_server):
-    """The live app, put back to mode original with default knobs after each test."""
-    live_server.reset()
-    yield live_server
-    live_server.reset()
+    def start(name: str, sqlite: bool = False, workers: int = 2, **env) -> rig.App:
+        if name not in started:
+            started[name] = rig.start_app(name, None if sqlite else mongo_url, redis_url, workers=workers,
+                                          extra_env=env)
+        return started[name]
 
-
-@pytest.fixture
-def live_db(live_server, mongo_url):
-    """The MongoDB database the live app writes to."""
-    client = MongoClient(mongo_url, serverSelectionTimeoutMS=3000)
-    yield client[live_server.db_name]
-    client.close()
+    yield start
+    for application in started.values():
+        application.service.stop()
 
 
 @pytest.fixture(scope="session")
-def live_sqlite_server(redis_url):
-    """The app under real gunicorn with 2 workers on its own SQLite file (the `make up` default)."""
-    application = rig.start_app("live-sqlite", None, redis_url)
+def _live_apps(mongo_url, redis_url):
+    started: dict[str, rig.App] = {}
+    yield lambda store: started.get(store) or started.setdefault(
+        store, rig.start_app("live-" + store, mongo_url if store == "mongodb" else None, redis_url))
+    for application in started.values():
+        application.service.stop()
+
+
+def _reset_around(application: rig.App):
+    application.reset()
     yield application
-    application.service.stop()
+    application.reset()
 
 
 @pytest.fixture
-def live_sqlite(live_sqlite_server):
-    """The SQLite-backed live app, reset around each test."""
-    live_sqlite_server.reset()
-    yield live_sqlite_server
-    live_sqlite_server.reset()
+def live(_live_apps):
+    """The app under gunicorn (2 workers) on FerretDB, for the session; mode original, default knobs around each test."""
+    yield from _reset_around(_live_apps("mongodb"))
+
+
+@pytest.fixture
+def live_sqlite(_live_apps):
+    """The same on its own SQLite file (the `make up` default)."""
+    yield from _reset_around(_live_apps("sqlite"))
 
 
 @pytest.fixture(params=["mongodb", "sqlite"])
-def any_live(request):
+def any_live(request, _live_apps):
     """The live app on each backend in turn."""
-    return request.getfixturevalue("live" if request.param == "mongodb" else "live_sqlite")
+    yield from _reset_around(_live_apps(request.param))
+
+
+@pytest.fixture
+def live_db(_live_apps, mongo_url):
+    """The MongoDB database the live app writes to."""
+    client = MongoClient(mongo_url, serverSelectionTimeoutMS=3000)
+    yield client[_live_apps("mongodb").db_name]
+    client.close()
 
 
 @pytest.fixture
 def charges_of(mongo_url):
     """count(app, payment_id): how many charges the app's store holds for a payment."""
-    clients = []
+    client = MongoClient(mongo_url, serverSelectionTimeoutMS=3000)
 
     def count(application, payment_id: str) -> int:
         if application.sqlite_path:
             with sqlite3.connect(application.sqlite_path) as db:
                 return db.execute("SELECT COUNT(*) FROM charges WHERE payment_id = ?", (payment_id,)).fetchone()[0]
-        clients.append(MongoClient(mongo_url, serverSelectionTimeoutMS=3000))
-        return clients[-1][application.db_name].charges.count_documents({"_id": payment_id})
+        return client[application.db_name].charges.count_documents({"_id": payment_id})
 
     yield count
-    for client in clients:
-        client.close()
+    client.close()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .helpers import card_payload
+from loadtest.checkout import card_payload
 
 
 def _initiate(client, **overrides):

@@ -5,37 +5,14 @@ from __future__ import annotations
 
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 
 import rig
 from app import create_app
 from app.board import HISTORY_SECONDS, KEY_TTL_SECONDS, BoardStats, quantile_ms, ready_bucket
-
-from .helpers import card_payload, initiate, unique
-
-
-def wait_for(probe, timeout: float = 8.0, every: float = 0.1):
-    """Poll probe() until it returns something truthy; that value, or the last one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
-
-
-def worker_pids(url: str, path: str = "/health", tries: int = 80) -> set[str]:
-    """The worker pids that answer fresh connections, once two have (bounded)."""
-    pids: set[str] = set()
-    for _ in range(tries):
-        pids.add(requests.get(url + path, timeout=10, headers={"Connection": "close"}).headers["X-Worker-Pid"])
-        if len(pids) >= 2:
-            break
-        time.sleep(0.1)
-    return pids
+from loadtest.checkout import card_payload, initiate
+from rig.probe import parallel, poll_until
 
 
 def history_total(data: dict, key: str) -> int:
@@ -81,7 +58,7 @@ def test_board_data_without_traffic(client):
 def test_board_data_counts_otp_outcomes_ready_times_and_flips(client, auth):
     for _ in range(3):
         assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "awaiting_otp"
-    data = wait_for(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 3 and d)
+    data = poll_until(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 3 and d)
     now = data["current"]
     assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 0, 1.0)
     assert 0 < now["ready_p95_ms"] <= 400 + 10  # an OTP was issued, so each write beat the deadline
@@ -90,7 +67,7 @@ def test_board_data_counts_otp_outcomes_ready_times_and_flips(client, auth):
     assert client.patch("/admin/knobs", json={"otp_timeout_ms": 50}, headers=auth).status_code == 200
     assert client.put("/admin/db-mode", json={"mode": "audit"}, headers=auth).status_code == 200
     assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "otp_unavailable"
-    data = wait_for(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 4 and d)
+    data = poll_until(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 4 and d)
     now = data["current"]
     assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 1, 0.75)
     assert now["ready_p95_ms"] > data["otp_timeout_ms"] == 50
@@ -167,9 +144,7 @@ def test_fifty_open_boards_read_redis_about_as_often_as_one(tmp_path):
 
 def test_board_without_redis_answers_503_and_payments_still_work(mongo_url):
     # Nothing listens on this port: every Redis call fails at once.
-    application = create_app({"mongo_url": mongo_url, "redis_url": f"redis://127.0.0.1:{rig.free_port()}/0",
-                              "mongo_db": unique("t_"), "key_prefix": unique("t:") + ":",
-                              "admin_token": rig.TEST_TOKEN, "secret_key": rig.TEST_SECRET})
+    application = create_app(rig.app_config(mongo_url=mongo_url, redis_url=f"redis://127.0.0.1:{rig.free_port()}/0"))
     try:
         client = application.test_client()
         r = client.post("/payment/initiate", json=card_payload())
@@ -185,21 +160,12 @@ def test_board_without_redis_answers_503_and_payments_still_work(mongo_url):
 # -- across gunicorn workers ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def app2(mongo_url, redis_url):
-    """A gunicorn app of this module's own (2 workers, its own key prefix: no other traffic)."""
-    application = rig.start_app("board", mongo_url, redis_url)
-    assert len(worker_pids(application.url)) == 2  # both workers booted
-    yield application
-    application.service.stop()
-
-
-def test_board_data_adds_up_over_both_workers(app2):
+def test_board_data_adds_up_over_both_workers(own_app):
+    app2 = own_app("board")  # its own key prefix: no other traffic on its board
     responses = []
-    with ThreadPoolExecutor(6) as pool:
-        # batches of fresh connections until both workers took payments (the kernel picks the worker)
-        while len(responses) < 200 and (len(responses) < 30 or len({r.headers["X-Worker-Pid"] for r in responses}) < 2):
-            responses += pool.map(lambda _: initiate(app2.url), range(10))
+    # batches of fresh connections until both workers took payments (the kernel picks the worker)
+    while len(responses) < 200 and (len(responses) < 30 or len({r.headers["X-Worker-Pid"] for r in responses}) < 2):
+        responses += parallel(lambda _: initiate(app2.url), 10)
     n = len(responses)
     assert all(r.status_code == 200 for r in responses)
     assert len({r.headers["X-Worker-Pid"] for r in responses}) == 2
@@ -219,7 +185,7 @@ def test_board_data_adds_up_over_both_workers(app2):
                 break
         return len(seen) == 2 and all(history_total(d, "ready_count") == n for d in seen.values()) and seen
 
-    seen = wait_for(complete_on_both_workers)
+    seen = poll_until(complete_on_both_workers, timeout=8)
     assert seen, board()[1]["history"]
     for data in seen.values():
         assert history_total(data, "otp_success") == issued

@@ -23,8 +23,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 import rig
-
-from .helpers import future_expiry, initiate
+from loadtest.checkout import future_expiry, initiate
 
 pytestmark = pytest.mark.browser
 

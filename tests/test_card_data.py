@@ -18,8 +18,7 @@ from bson import json_util
 from pymongo import MongoClient
 
 import rig
-
-from .helpers import future_expiry
+from loadtest.checkout import future_expiry
 
 # Test cards of four brands, each with a CVV no log line or document has a reason
 # to contain: a leading zero (never a pid, port, status, size or year).

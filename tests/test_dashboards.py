@@ -15,8 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import rig
-
-from .helpers import initiate, verify
+from loadtest.checkout import initiate, verify
 
 DASHBOARDS = rig.ROOT / "dashboards"
 DASHBOARD_JSON = DASHBOARDS / "grafana" / "dashboards" / "paygate.json"

@@ -9,12 +9,11 @@ import pytest
 from bson.errors import InvalidDocument
 from pymongo import MongoClient
 
+import rig
 from app.store import AuditDrainer
 from app.store.mongo import MongoBackend
 from app.store.sqlite import SqliteBackend
 from rig import seed
-
-from .helpers import unique
 
 UNDRAINED = 50_000
 
@@ -31,7 +30,7 @@ def _audit_log_size(backend) -> int:
 @pytest.mark.parametrize("kind", ["ferretdb", "sqlite"])
 def test_a_sweep_copies_every_record_of_50k_payments_whose_worker_died(kind, request, tmp_path):
     if kind == "ferretdb":
-        url, name = request.getfixturevalue("mongo_url"), unique("drain_")
+        url, name = request.getfixturevalue("mongo_url"), rig.unique("drain_")
         seed.seed_mongo(url, name, UNDRAINED, undrained=True)
         client = MongoClient(url)
         backend = MongoBackend(client[name])

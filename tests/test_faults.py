@@ -24,8 +24,7 @@ from pymongo import MongoClient
 
 import rig
 from app.contention import ENTRY_TTL_S
-
-from .helpers import initiate, verify
+from loadtest.checkout import initiate, verify
 
 PREFIX = "faults:"
 DB = "faults"

@@ -8,7 +8,7 @@ from threading import Barrier
 
 import requests
 
-from .helpers import initiate, verify
+from loadtest.checkout import initiate, verify
 
 
 def _pid(response: requests.Response) -> int:

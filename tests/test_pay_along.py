@@ -7,15 +7,14 @@ import xml.etree.ElementTree as ET
 
 import segno
 
+import rig
 from app import create_app
 from app.lan import checkout_url, lan_address
 from app.views.board import QR_STYLE
 
-from .helpers import unique
-
 
 def _app(tmp_path, **config):
-    return create_app({"sqlite_path": str(tmp_path / "paygate.sqlite3"), "key_prefix": unique("qr:") + ":",
+    return create_app({"sqlite_path": str(tmp_path / "paygate.sqlite3"), "key_prefix": rig.unique("qr:") + ":",
                        "START_BACKGROUND": False, **config})
 
 

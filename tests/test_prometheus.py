@@ -20,9 +20,9 @@ import requests
 import yaml
 
 import rig
+from loadtest.checkout import card_payload
 from tools.prometheus_config import write_local_config
 
-from .helpers import card_payload
 from .test_dashboards import alert_rules, dashboard_queries, substitute
 
 PROMETHEUS_DIR = rig.ROOT / "dashboards" / "prometheus"

@@ -10,11 +10,10 @@ import fakeredis
 import pytest
 import redis
 
+import rig
 from app.config import KNOB_DEFAULTS
 from app.contention import ENTRY_TTL_S, STALE_AFTER_S, InflightWrites
 from app.runtime import RuntimeState
-
-from .helpers import unique
 
 
 @pytest.fixture(params=["redis", "in-process"])
@@ -29,7 +28,7 @@ def rds(request):
 
 @pytest.fixture
 def prefix():
-    return unique("rt:") + ":"
+    return rig.unique("rt:") + ":"
 
 
 class Clock:

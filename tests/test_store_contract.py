@@ -14,13 +14,12 @@ from threading import Barrier
 import pytest
 from pymongo import MongoClient
 
+import rig
 from app.config import KNOB_DEFAULTS
 from app.contention import InflightWrites
 from app.store import MODES, AuditDrainer, policy_for
 from app.store.mongo import MongoBackend
 from app.store.sqlite import SqliteBackend
-
-from .helpers import unique
 
 FAST_KNOBS = {**KNOB_DEFAULTS, "write_latency_ms": 0, "audit_delay_ms": 0, "contention_ms_per_write": 0}
 
@@ -30,7 +29,7 @@ def backend(request, tmp_path):
     """A fresh, prepared store on the real MongoDB-wire server or in a SQLite file."""
     if request.param == "ferretdb":
         client = MongoClient(request.getfixturevalue("mongo_url"), serverSelectionTimeoutMS=3000)
-        name = unique("contract_")
+        name = rig.unique("contract_")
         store = MongoBackend(client[name])
         store.prepare()
         yield store

@@ -8,8 +8,7 @@ import pytest
 import requests
 
 import rig
-
-from .helpers import initiate, verify
+from loadtest.checkout import initiate, verify
 
 TOKEN = "up-test-token"
 

@@ -7,8 +7,7 @@ from pydantic import ValidationError
 
 from app import cards, otp
 from app.validation import InitiateRequest, KnobsPatch, ModeChange
-
-from .helpers import card_payload
+from loadtest.checkout import card_payload
 
 
 @pytest.mark.parametrize("number, ok", [("4111111111111111", True), ("5555555555554444", True),
