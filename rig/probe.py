@@ -42,6 +42,11 @@ def metric(url: str, name: str, sample: str | None = None, **labels) -> float:
     return total(scrape(url), name, sample, **labels)
 
 
+def writes_done(url: str, mode: str) -> float:
+    """How many writes of `mode` have run to their end (paygate_payment_ready_seconds' count), in or out of time."""
+    return metric(url, "paygate_payment_ready_seconds", sample="paygate_payment_ready_seconds_count", mode=mode)
+
+
 def poll_until(probe: Callable[[], T], timeout: float = 10.0, every: float = 0.05) -> T:
     """Call probe() until it returns something truthy, at most `timeout` seconds.
 

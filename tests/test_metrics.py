@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from loadtest.checkout import initiate, verify
-from rig.probe import metric, parallel, poll_until, scrape, total, worker_pids
+from rig.probe import parallel, poll_until, scrape, total, worker_pids, writes_done
 
 SPEC_METRICS = {
     "paygate_http_request_duration_seconds": ("histogram", {"route", "method", "status"}),
@@ -38,11 +38,6 @@ def app(own_app):
     application.reset()
     yield application
     application.reset()
-
-
-def ready_count(url: str, mode: str) -> float:
-    """How many writes of `mode` have completed (the ready histogram's count)."""
-    return metric(url, "paygate_payment_ready_seconds", sample="paygate_payment_ready_seconds_count", mode=mode)
 
 
 def test_otp_generation_total_is_exactly_the_number_of_initiates_across_workers(app):
@@ -72,11 +67,11 @@ def test_every_spec_metric_is_exported_with_its_type_and_labels(app):
     # Touch every metric at least once: flips, an orphaned payment with its audit records, a verify.
     app.patch_knobs(otp_timeout_ms=50)
     app.set_mode("audit")
-    done = ready_count(app.url, "audit")
+    done = writes_done(app.url, "audit")
     body = initiate(app.url).json()
     app.reset()
     verify(app.url, "pay_" + "0" * 24, "123456")
-    assert poll_until(lambda: ready_count(app.url, "audit") > done)  # the orphan's write completes after its deadline
+    assert poll_until(lambda: writes_done(app.url, "audit") > done)  # the orphan's write completes after its deadline
     families = scrape(app.url)
     for name, (kind, labels) in SPEC_METRICS.items():
         family = families.get(name.removesuffix("_total"))  # the parser names counters without _total
@@ -148,10 +143,10 @@ def test_audit_orphans_and_inflight(app):
     # audit at a 50 ms deadline: the write (4w + 2a ≈ 260 ms) cannot make it.
     app.patch_knobs(otp_timeout_ms=50)
     app.set_mode("audit")
-    done = ready_count(app.url, "audit")
+    done = writes_done(app.url, "audit")
     r = initiate(app.url)
     assert r.json()["status"] == "otp_unavailable"
-    assert poll_until(lambda: ready_count(app.url, "audit") > done)  # the write runs on after the deadline
+    assert poll_until(lambda: writes_done(app.url, "audit") > done)  # the write runs on after the deadline
     app.set_mode("audit-async")
     app.patch_knobs(otp_timeout_ms=400)
     assert initiate(app.url).json()["status"] == "awaiting_otp"
