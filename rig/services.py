@@ -361,6 +361,11 @@ class App(AdminClient):
         path = self.service.env.get("PAYGATE_SQLITE_PATH")
         return Path(path) if path else None
 
+    def workers(self) -> list[int]:
+        """The pids of its gunicorn workers: the children of the master process."""
+        master = self.service.proc.pid
+        return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until /ready answers 200."""
         deadline = time.monotonic() + timeout

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 import requests
@@ -172,9 +171,7 @@ def test_audit_orphans_and_inflight(app):
 def test_a_killed_worker_keeps_its_counts_and_drops_its_live_gauges(app):
     before = scrape(app.url)
     parallel(lambda _: scrape(app.url), 12, threads=4)  # both workers write their gauge files
-    master = app.service.proc.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    victim = int(children[0])
+    victim = app.workers()[0]
     assert list(app.metrics_dir.glob(f"gauge_livemostrecent_{victim}.db"))
     os.kill(victim, signal.SIGKILL)
     # gunicorn replaces the worker; its child_exit hook marks the dead one
