@@ -14,6 +14,7 @@ from app.store import AuditDrainer
 from app.store.mongo import MongoBackend
 from app.store.sqlite import SqliteBackend
 from rig import seed
+from rig.probe import poll_until
 
 UNDRAINED = 50_000
 
@@ -78,10 +79,7 @@ def test_the_drainer_thread_survives_any_error_and_loses_nothing(tmp_path, caplo
         drainer.notify(payment_id)
     with caplog.at_level(logging.WARNING, logger="paygate"):
         drainer.start()
-        deadline = time.monotonic() + 10
-        while _audit_log_size(backend) < 6:
-            assert time.monotonic() < deadline, "the drainer stopped after the error"
-            time.sleep(0.05)
+        assert poll_until(lambda: _audit_log_size(backend) >= 6, timeout=10), "the drainer stopped after the error"
         drainer.stop()
     assert drainer.backlog == 0
     assert any("InvalidDocument" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 from pymongo import MongoClient
 
+from app.errors import OtpUnavailable
 from loadtest.checkout import initiate, ready_model_ms
 from rig.probe import burst, no_writes_in_flight, poll_until
 
@@ -56,7 +57,7 @@ def test_audit_burst_of_10_fails_some_otps_silently(live):
     results = _burst(live.url, 10)
     failed = [r for r in results if r["status"] == "otp_unavailable"]
     assert failed, "no OTP failed under a burst of 10"
-    assert all(r["message"] == "Unable to generate OTP. Please try again." for r in failed)
+    assert all(r["message"] == OtpUnavailable.message for r in failed)
     assert requests.get(live.url + "/health", timeout=5).json() == {"status": "healthy"}
     # The writes ran on after the callers gave up: every intent reaches awaiting_otp.
     assert no_writes_in_flight(live.url)
