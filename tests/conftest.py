@@ -13,6 +13,24 @@ from pymongo import MongoClient
 import rig
 from app import create_app
 
+# What a test runs against: in-process stand-ins only, real services, or a real browser too.
+KINDS = ("unit", "services", "browser")
+# Fixtures that start real services: a test that uses one cannot be a unit test.
+SERVICE_FIXTURES = {"redis_service", "mongo_service", "own_app", "_live_apps"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test is of one kind: unmarked tests run against real services (the safe default,
+    so `pytest -m unit` never starts one); a unit test that asks for a service is an error."""
+    for item in items:
+        kinds = {kind for kind in KINDS if item.get_closest_marker(kind)}
+        if item.get_closest_marker("integration"):  # the older name of `services`
+            kinds.add("services")
+        if "unit" in kinds and SERVICE_FIXTURES & set(item.fixturenames):
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses a real service")
+        if not kinds:
+            item.add_marker(pytest.mark.services)
+
 
 def _session_service(start):
     svc = start(rig.temp_dir(start.__name__)).start()

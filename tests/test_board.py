@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 import requests
 
 import rig
@@ -105,6 +106,7 @@ def test_p95_window_history_and_ttl_with_a_fixed_clock(app):
     assert ttls and all(0 < ttl <= KEY_TTL_SECONDS for ttl in ttls)
 
 
+@pytest.mark.unit
 def test_quantile_and_buckets():
     assert quantile_ms({}, 0.95) is None
     assert ready_bucket(0.0) == 1 and ready_bucket(0.4) == 40 and ready_bucket(0.4001) == 41

@@ -26,7 +26,7 @@ def _audit_log_size(backend) -> int:
         return conn.execute("SELECT COUNT(*) FROM audit_logs").fetchone()[0]
 
 
-@pytest.mark.integration
+@pytest.mark.services
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("kind", ["ferretdb", "sqlite"])
 def test_a_sweep_copies_every_record_of_50k_payments_whose_worker_died(kind, request, tmp_path):
@@ -68,6 +68,7 @@ class _FailsOnce:
         return getattr(self.backend, name)
 
 
+@pytest.mark.unit
 def test_the_drainer_thread_survives_any_error_and_loses_nothing(tmp_path, caplog):
     backend = SqliteBackend(tmp_path / "paygate.sqlite3")
     seed.seed_sqlite(backend.path, 3, undrained=True)

@@ -24,7 +24,7 @@ from loadtest.checkout import ready_model_ms
 from loadtest.contention import wait_drained
 from rig.probe import poll_until
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 ROOT = rig.ROOT
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -92,6 +92,7 @@ def test_the_prefilled_card_passes_the_servers_validation(client):
     (datetime.date(2031, 12, 31), "12/34"),
     (datetime.date(2099, 6, 15), "06/02"),
 ])
+@pytest.mark.unit
 def test_demo_expiry_is_computed_ahead_of_today(today, expected):
     assert demo_expiry(today) == expected
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import xml.etree.ElementTree as ET
 
+import pytest
 import segno
 
 import rig
 from app import create_app
 from app.lan import checkout_url, lan_address
 from app.views.board import QR_STYLE
+
+pytestmark = pytest.mark.unit
 
 
 def _app(tmp_path, **config):

@@ -17,7 +17,8 @@ from app.runtime import RuntimeState
 from rig.probe import poll_until
 
 
-@pytest.fixture(params=["redis", "in-process"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.services),
+                        pytest.param("in-process", marks=pytest.mark.unit)])
 def rds(request):
     if request.param == "redis":
         client = redis.Redis.from_url(request.getfixturevalue("redis_url"), decode_responses=True)
@@ -118,6 +119,7 @@ def test_a_corrupt_value_serves_the_defaults_with_one_warning(rds, prefix, caplo
     assert state.refresh().knobs["audit_delay_ms"] == 5
 
 
+@pytest.mark.unit
 def test_a_failed_read_writes_nothing_back(prefix):
     down = redis.Redis(port=1, socket_timeout=0.2, socket_connect_timeout=0.2, decode_responses=True)
     state = RuntimeState(down, prefix, 0)
@@ -141,6 +143,7 @@ def test_reset_restores_defaults(rds, prefix):
     assert snap.mode == "original" and snap.revert_at is None and snap.knobs["silent_failures"] is True
 
 
+@pytest.mark.unit
 def test_last_known_state_survives_a_redis_outage():
     # A port nothing listens on stands for Redis going away.
     down = redis.Redis(port=1, socket_timeout=0.2, socket_connect_timeout=0.2, decode_responses=True)
@@ -183,6 +186,7 @@ def test_inflight_counts_across_workers_and_heals(rds, prefix):
     assert rds.hkeys(prefix + "inflight") == ["one"]
 
 
+@pytest.mark.unit
 def test_a_stale_exchange_falls_back_to_own_writes(monkeypatch):
     inflight = InflightWrites("one")
     inflight.begin()

@@ -24,7 +24,8 @@ from app.store.sqlite import SqliteBackend
 FAST_KNOBS = {**KNOB_DEFAULTS, "write_latency_ms": 0, "audit_delay_ms": 0, "contention_ms_per_write": 0}
 
 
-@pytest.fixture(params=["ferretdb", "sqlite"])
+@pytest.fixture(params=[pytest.param("ferretdb", marks=pytest.mark.services),
+                        pytest.param("sqlite", marks=pytest.mark.unit)])
 def backend(request, tmp_path):
     """A fresh, prepared store on the real MongoDB-wire server or in a SQLite file."""
     if request.param == "ferretdb":
@@ -203,6 +204,7 @@ def test_ping(backend):
     backend.ping()
 
 
+@pytest.mark.unit
 def test_the_sqlite_file_keeps_everything_across_a_reopen(tmp_path, inflight):
     path = tmp_path / "kept.sqlite3"
     first = SqliteBackend(path)

@@ -21,7 +21,7 @@ def _pids_seen(url: str, tries: int = 200) -> set[int]:
     return {_pid(requests.get(url + "/health", timeout=5)) for _ in range(tries)}
 
 
-@pytest.mark.integration
+@pytest.mark.services
 @pytest.mark.timeout(240)
 def test_make_up_runs_workers_on_redis_and_sqlite_and_keeps_payments_across_a_restart(tmp_path):
     rig.require("redis-server")

@@ -9,6 +9,8 @@ from app import cards, otp
 from app.validation import InitiateRequest, KnobsPatch, ModeChange
 from loadtest.checkout import card_payload
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("number, ok", [("4111111111111111", True), ("5555555555554444", True),
                                         ("378282246310005", True), ("4111111111111112", False)])
