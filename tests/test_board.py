@@ -29,7 +29,7 @@ def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client):
     assert r.status_code == 200 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)
     assert re.search(r'<strong id="board-mode"[^>]*>original</strong>', html)
-    assert '<script src="/static/board.js"' in html
+    assert '<script type="module" src="/static/board.js"' in html
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline script"
     assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
     assert not re.search(r"\sstyle\s*=", html), "inline style"
