@@ -135,6 +135,10 @@ def test_pages_and_their_assets_load_nothing_from_outside(client, path):
         r = client.get(url)
         assert r.status_code == 200, url
         text = r.get_data(as_text=True)
+        # Modules import modules of this origin only, by relative path; those are checked the same way.
+        imported = re.findall(r"""^import .* from ['"]([^'"]+)['"];$""", text, re.M)
+        assert all(name.startswith("./") for name in imported), (url, imported)
+        files += [url.rsplit("/", 1)[0] + name[1:] for name in imported if url.rsplit("/", 1)[0] + name[1:] not in files]
         assert not re.search(r"https?://", text), url
         assert not re.search(r"""url\(\s*['"]?(?!data:|/)[a-z]+:""", text), url
         assert not re.search(r"""(fetch|import)\(\s*['"](?:https?:)?//""", text), url
@@ -142,6 +146,7 @@ def test_pages_and_their_assets_load_nothing_from_outside(client, path):
 
 @pytest.mark.parametrize("path, mimetype", [("/static/checkout.js", "text/javascript"),
                                             ("/static/admin.js", "text/javascript"),
+                                            ("/static/common.js", "text/javascript"),
                                             ("/static/style.css", "text/css"),
                                             ("/static/favicon.svg", "image/svg+xml")])
 def test_static_files_have_their_real_types(client, path, mimetype):
