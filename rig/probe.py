@@ -89,6 +89,17 @@ def parallel(fn: Callable[[int], T], n: int, threads: int = 6) -> list[T]:
         return list(pool.map(fn, range(n)))
 
 
+def until_every_worker(call: Callable[[], requests.Response], least: int, workers: int = 2,
+                       most: int = 200) -> list[requests.Response]:
+    """call() in batches of 10 on fresh connections, until `workers` workers have answered and at least
+    `least` calls were made (at most `most`): the kernel, not the client, picks the worker."""
+    responses: list[requests.Response] = []
+    while len(responses) < most and (len(responses) < least
+                                     or len({r.headers["X-Worker-Pid"] for r in responses}) < workers):
+        responses += parallel(lambda _: call(), 10)
+    return responses
+
+
 def worker_pid(url: str, path: str = "/health") -> str:
     """The pid of the worker that answers a fresh connection."""
     return requests.get(url + path, timeout=10, headers={"Connection": "close"}).headers["X-Worker-Pid"]

@@ -12,6 +12,8 @@ from pymongo import MongoClient
 
 import rig
 from app import create_app
+from loadtest.checkout import initiate, verify
+from rig.probe import poll_until, writes_done
 
 # What a test runs against: in-process stand-ins only, real services, or a real browser too.
 KINDS = ("unit", "services", "browser")
@@ -72,6 +74,36 @@ def app(mongo_url, redis_url):
 def client(app):
     """Flask's test client for `app`."""
     return app.test_client()
+
+
+@pytest.fixture
+def html_of(client):
+    """html_of(path): the page at `path` of the in-process app, once it answered 200 with HTML."""
+    def get(path: str) -> str:
+        r = client.get(path)
+        assert r.status_code == 200 and r.mimetype == "text/html"
+        return r.get_data(as_text=True)
+
+    return get
+
+
+def touch_every_metric(application: rig.App) -> dict:
+    """Flips, an initiate that misses a 50 ms deadline in `audit` (an orphan and its audit records),
+    a verify, and the orphan's write run to its end: every metric has a sample. The initiate's answer."""
+    application.patch_knobs(otp_timeout_ms=50)
+    application.set_mode("audit")
+    done = writes_done(application.url, "audit")
+    body = initiate(application.url).json()
+    application.reset()
+    verify(application.url, "pay_" + "0" * 24, "123456")
+    assert poll_until(lambda: writes_done(application.url, "audit") > done), "the orphan's write never completed"
+    return body
+
+
+@pytest.fixture(name="touch_every_metric")
+def _touch_every_metric():
+    """touch_every_metric(app) -> the orphan's initiate answer (see the function of that name)."""
+    return touch_every_metric
 
 
 @pytest.fixture

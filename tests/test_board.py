@@ -13,7 +13,12 @@ import rig
 from app import create_app
 from app.board import HISTORY_SECONDS, KEY_TTL_SECONDS, BoardStats, quantile_ms, ready_bucket
 from loadtest.checkout import card_payload, initiate
-from rig.probe import parallel, poll_until
+from rig.probe import poll_until, until_every_worker
+
+
+def board_once_ready(client, writes: int) -> dict:
+    """/board/data once it counts `writes` finished writes (the board's counts reach Redis a tick later)."""
+    return poll_until(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == writes and d)
 
 
 def history_total(data: dict, key: str) -> int:
@@ -24,10 +29,8 @@ def history_total(data: dict, key: str) -> int:
 # -- the page -------------------------------------------------------------------
 
 
-def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client):
-    r = client.get("/board")
-    assert r.status_code == 200 and r.mimetype == "text/html"
-    html = r.get_data(as_text=True)
+def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client, html_of):
+    html = html_of("/board")
     assert re.search(r'<strong id="board-mode"[^>]*>original</strong>', html)
     assert '<script type="module" src="/static/board.js"' in html
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline script"
@@ -59,7 +62,7 @@ def test_board_data_without_traffic(client):
 def test_board_data_counts_otp_outcomes_ready_times_and_flips(client, auth):
     for _ in range(3):
         assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "awaiting_otp"
-    data = poll_until(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 3 and d)
+    data = board_once_ready(client, 3)
     now = data["current"]
     assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 0, 1.0)
     assert 0 < now["ready_p95_ms"] <= 400 + 10  # an OTP was issued, so each write beat the deadline
@@ -68,7 +71,7 @@ def test_board_data_counts_otp_outcomes_ready_times_and_flips(client, auth):
     assert client.patch("/admin/knobs", json={"otp_timeout_ms": 50}, headers=auth).status_code == 200
     assert client.put("/admin/db-mode", json={"mode": "audit"}, headers=auth).status_code == 200
     assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "otp_unavailable"
-    data = poll_until(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 4 and d)
+    data = board_once_ready(client, 4)
     now = data["current"]
     assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 1, 0.75)
     assert now["ready_p95_ms"] > data["otp_timeout_ms"] == 50
@@ -164,10 +167,7 @@ def test_board_without_redis_answers_503_and_payments_still_work(mongo_url):
 
 def test_board_data_adds_up_over_both_workers(own_app):
     app2 = own_app("board")  # its own key prefix: no other traffic on its board
-    responses = []
-    # batches of fresh connections until both workers took payments (the kernel picks the worker)
-    while len(responses) < 200 and (len(responses) < 30 or len({r.headers["X-Worker-Pid"] for r in responses}) < 2):
-        responses += parallel(lambda _: initiate(app2.url), 10)
+    responses = until_every_worker(lambda: initiate(app2.url), least=30)
     n = len(responses)
     assert all(r.status_code == 200 for r in responses)
     assert len({r.headers["X-Worker-Pid"] for r in responses}) == 2

@@ -145,9 +145,8 @@ def test_on_a_phone_server_errors_show_inline_and_wrong_codes_lock(tabs):
     page.click("#pay-button")
 
     # The server's field errors, each next to its field.
-    expect(page.locator("#card_number-error")).to_contain_text("Luhn")
-    expect(page.locator("#expiry-error")).to_contain_text("past")
-    expect(page.locator("#cvv-error")).to_contain_text("3 or 4 digits")
+    for field, words in {"card_number": "Luhn", "expiry": "past", "cvv": "3 or 4 digits"}.items():
+        expect(page.locator(f"#{field}-error")).to_contain_text(words)
     for field in ("card_number", "expiry", "cvv"):
         expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#card_number")).to_be_focused()

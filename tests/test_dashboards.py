@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 import rig
-from loadtest.checkout import initiate, verify
-from rig.probe import poll_until, scrape, writes_done
+from rig.probe import scrape
 from tools.dashboards import (
     DASHBOARDS,
     DATASOURCE_UID,
@@ -130,15 +129,9 @@ def test_metric_name_extraction_sees_through_labels_and_functions():
 
 
 @pytest.fixture
-def exported(live):
+def exported(live, touch_every_metric):
     """Every sample name the live app (2 gunicorn workers) exports once each metric was touched."""
-    live.patch_knobs(otp_timeout_ms=50)
-    live.set_mode("audit")
-    done = writes_done(live.url, "audit")
-    initiate(live.url)  # a timeout: orphan, sync audit records
-    live.reset()
-    verify(live.url, "pay_" + "0" * 24, "123456")
-    assert poll_until(lambda: writes_done(live.url, "audit") > done)  # the orphan's write completes
+    touch_every_metric(live)
     return {s.name for family in scrape(live.url).values() for s in family.samples}
 
 

@@ -131,6 +131,16 @@ def assert_nothing_lost(stack: Stack, load: Load) -> None:
         assert docs[pid]["status"] == "succeeded" and pid in charged, docs[pid]
 
 
+def timed_initiates(url: str, n: int) -> list[tuple[float, requests.Response]]:
+    """n initiates one after the other, each with the seconds it took."""
+    def one() -> tuple[float, requests.Response]:
+        started = time.monotonic()
+        r = initiate(url)
+        return time.monotonic() - started, r
+
+    return [one() for _ in range(n)]
+
+
 def states_served(url: str) -> dict[str, bool]:
     """{worker pid: whether its state is fresh from Redis} for the workers that answer a few fresh connections."""
     served = {}
@@ -211,11 +221,7 @@ def test_redis_hangs_under_load_and_original_keeps_issuing_otps(stack):
             assert poll_until(lambda: (served := states_served(stack.app.url)) and len(served) == 2
                               and not any(served.values()), timeout=10), "a worker never noticed"
             hang_started = len(load.initiates)
-            timed = []
-            for _ in range(10):
-                started = time.monotonic()
-                r = initiate(stack.app.url)
-                timed.append((time.monotonic() - started, r))
+            timed = timed_initiates(stack.app.url, 10)
             ready = requests.get(stack.app.url + "/ready", timeout=5)
             load.runs()
             during = load.initiates[hang_started:]
@@ -236,11 +242,7 @@ def test_mongodb_stopped_or_hung_under_load_answers_503_within_2_s_and_recovers(
     with Load(stack.app.url) as load:
         load.runs()
         with stack.mongo.fault(kind):
-            probes = []
-            for _ in range(3):
-                started = time.monotonic()
-                r = initiate(stack.app.url)
-                probes.append((time.monotonic() - started, r))
+            probes = timed_initiates(stack.app.url, 3)
             ready = requests.get(stack.app.url + "/ready", timeout=5)
         load.runs()
     for elapsed, r in probes:

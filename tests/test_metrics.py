@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from loadtest.checkout import initiate, verify
-from rig.probe import parallel, poll_until, scrape, total, worker_pids, writes_done
+from rig.probe import parallel, poll_until, scrape, total, until_every_worker, worker_pids, writes_done
 
 SPEC_METRICS = {
     "paygate_http_request_duration_seconds": ("histogram", {"route", "method", "status"}),
@@ -41,10 +41,7 @@ def app(own_app):
 
 def test_otp_generation_total_is_exactly_the_number_of_initiates_across_workers(app):
     before = scrape(app.url)
-    responses = []
-    # batches of fresh connections until both workers took payments (the kernel picks the worker)
-    while len(responses) < 200 and (len(responses) < 40 or len({r.headers["X-Worker-Pid"] for r in responses}) < 2):
-        responses += parallel(lambda _: initiate(app.url), 10)
+    responses = until_every_worker(lambda: initiate(app.url), least=40)
     n = len(responses)
     assert all(r.status_code == 200 for r in responses)
     pids = {r.headers.get("X-Worker-Pid") for r in responses}
@@ -62,15 +59,8 @@ def test_otp_generation_total_is_exactly_the_number_of_initiates_across_workers(
             - total(before, "paygate_payment_ready_seconds", sample="paygate_payment_ready_seconds_count")) == n
 
 
-def test_every_spec_metric_is_exported_with_its_type_and_labels(app):
-    # Touch every metric at least once: flips, an orphaned payment with its audit records, a verify.
-    app.patch_knobs(otp_timeout_ms=50)
-    app.set_mode("audit")
-    done = writes_done(app.url, "audit")
-    body = initiate(app.url).json()
-    app.reset()
-    verify(app.url, "pay_" + "0" * 24, "123456")
-    assert poll_until(lambda: writes_done(app.url, "audit") > done)  # the orphan's write completes after its deadline
+def test_every_spec_metric_is_exported_with_its_type_and_labels(app, touch_every_metric):
+    body = touch_every_metric(app)
     families = scrape(app.url)
     for name, (kind, labels) in SPEC_METRICS.items():
         family = families.get(name.removesuffix("_total"))  # the parser names counters without _total

@@ -55,10 +55,8 @@ def assets(tags: _Tags) -> list[str]:
            [attrs["href"] for tag, attrs in tags.tags if tag == "link" and attrs.get("rel") == "stylesheet"]
 
 
-def test_checkout_shows_the_order_and_the_prefilled_test_card(client):
-    r = client.get("/")
-    assert r.status_code == 200 and r.mimetype == "text/html"
-    html = r.get_data(as_text=True)
+def test_checkout_shows_the_order_and_the_prefilled_test_card(html_of):
+    html = html_of("/")
     tags = parse(html)
     amount = tags.by_id("order-amount")
     assert amount["data-amount"] == "49.99" and amount["data-currency"] == "USD"
@@ -97,10 +95,8 @@ def test_demo_expiry_is_computed_ahead_of_today(today, expected):
     assert demo_expiry(today) == expected
 
 
-def test_console_page_renders_without_the_token(client):
-    r = client.get("/admin")
-    assert r.status_code == 200 and r.mimetype == "text/html"
-    html = r.get_data(as_text=True)
+def test_console_page_renders_without_the_token(html_of):
+    html = html_of("/admin")
     assert rig.TEST_TOKEN not in html
     tags = parse(html)
     assert [a["data-mode"] for _, a in tags.tags if "data-mode" in a] == ["original", "audit", "audit-async"]

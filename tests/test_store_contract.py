@@ -85,8 +85,7 @@ def _charges(backend, payment_id) -> int:
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_write_path_makes_the_payment_ready(backend, inflight, drainer, mode):
-    policy = policy_for(mode, backend, FAST_KNOBS, inflight, drainer)
-    payment_id = _new_payment(policy)
+    payment_id = _new_payment(policy_for(mode, backend, FAST_KNOBS, inflight, drainer))
     doc = backend.find_payment(payment_id)
     assert doc["status"] == "awaiting_otp" and doc["mode"] == mode
     assert doc["card"] == {"brand": "visa", "last4": "1111", "fingerprint": "f" * 32}
@@ -96,8 +95,7 @@ def test_write_path_makes_the_payment_ready(backend, inflight, drainer, mode):
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_audit_records_per_mode(backend, inflight, drainer, mode):
-    policy = policy_for(mode, backend, FAST_KNOBS, inflight, drainer)
-    payment_id = _new_payment(policy)
+    payment_id = _new_payment(policy_for(mode, backend, FAST_KNOBS, inflight, drainer))
     while drainer.drain_once(delay=False):
         pass
     expected = [] if mode == "original" else [(payment_id, "awaiting_otp"), (payment_id, "intent_created")]

@@ -86,7 +86,12 @@ function showError(data, status) {
   show("result-error");
 }
 
-function showUnavailable(data) {
+/** An answer no step expects: the service is unavailable (503, or no answer at all), or something else. */
+function showTrouble(status, data) {
+  if (status !== 503 && status !== 0) {
+    showError(data, status);
+    return;
+  }
   $("unavailable-detail").textContent = data.message ? `${data.message} (${data.error || ""})` : "";
   show("result-unavailable");
   announce("The payment service is unavailable.");
@@ -121,10 +126,8 @@ async function initiate(body) {
   } else if (status === 400 && data.error === "validation_error") {
     show("step-card", $("card_number"));
     showFieldErrors(data.fields || {}, "form-error");
-  } else if (status === 503 || status === 0) {
-    showUnavailable(data);
   } else {
-    showError(data, status);
+    showTrouble(status, data);
   }
 }
 
@@ -186,10 +189,8 @@ function verifyFailed(status, data) {
     stopCountdown();
     show(status === 423 ? "result-locked" : "result-expired");
     announce(status === 423 ? "Payment locked." : "The code has expired.");
-  } else if (status === 503 || status === 0) {
-    showUnavailable(data);
   } else {
-    showError(data, status);
+    showTrouble(status, data);
   }
 }
 
