@@ -142,7 +142,7 @@ def search_80(application, candidates: list[tuple[int, float, int]], seconds: fl
 def soak(application, users: int, seconds: float, think_s: float) -> dict:
     """`original` for a long while: errors, and RSS per worker at start and end."""
     set_mode(application, "original")
-    pids = stack.worker_pids(application)
+    pids = application.workers()
     # Start RSS after a short warm-up, so imports and first connections do not count as growth.
     traffic.run(application.url, min(users, 20), 3, 0.0)
     start_rss = {pid: stack.rss_mib(pid) for pid in pids}

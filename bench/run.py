@@ -98,7 +98,7 @@ def section_capacity(application, p) -> str:
 
 
 def section_probes(application, p) -> str:
-    flip = probes.flip_propagation(application, stack.worker_pids(application), p["flips"])
+    flip = probes.flip_propagation(application, application.workers(), p["flips"])
     scrape = probes.scrape_time(application, p["scrapes"])
     return ("## (d) Flip propagation across workers\n\n"
             f"{flip['flips']} flips; after each, pollers on fresh connections read `/debug/config` (which names"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import requests
 
+from .probe import poll_until
+
 TIMEOUT_S = 10
 
 
@@ -23,6 +25,21 @@ class AdminClient:
         """An admin call with the bearer token (the response as it came)."""
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
         return requests.request(method, self.url + path, headers=headers, timeout=TIMEOUT_S, **kwargs)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until /ready answers 200 (TimeoutError with the last answer otherwise)."""
+        last = []
+
+        def ready() -> bool:
+            try:
+                last.append(requests.get(self.url + "/ready", timeout=2))
+            except requests.RequestException as err:
+                last.append(err)
+                return False
+            return last[-1].status_code == 200
+
+        if not poll_until(ready, timeout, every=0.1):
+            raise TimeoutError(f"app not ready: {last[-1] if last else 'no answer'}")
 
     def set_mode(self, mode: str, **extra) -> dict:
         """Flip the mode; returns once every worker serves it (raises on an error status)."""
