@@ -68,26 +68,17 @@ class InitiateRequest(_Body):
 
     @field_validator("card_number", "expiry", "cvv")
     @classmethod
-    def _format(cls, v: str, info: ValidationInfo) -> str:
-        if info.field_name == "card_number":
+    def _card_field(cls, v: str, info: ValidationInfo) -> str:
+        name = info.field_name
+        if name == "card_number":
             v = re.sub(r"[ -]", "", v)  # spaces and dashes as printed on cards
-        pattern, problem = FORMATS[info.field_name]
+        pattern, problem = FORMATS[name]
         if not re.fullmatch(pattern, v):
             raise ValueError(problem)
-        return v
-
-    @field_validator("card_number")
-    @classmethod
-    def _luhn(cls, digits: str) -> str:
-        if not luhn_ok(digits):
+        if name == "card_number" and not luhn_ok(v):
             raise ValueError("is not a valid card number (Luhn check failed)")
-        return digits
-
-    @field_validator("expiry")
-    @classmethod
-    def _not_past(cls, v: str) -> str:
         now = datetime.now(UTC)
-        if (2000 + int(v[3:]), int(v[:2])) < (now.year, now.month):
+        if name == "expiry" and (2000 + int(v[3:]), int(v[:2])) < (now.year, now.month):
             raise ValueError("is in the past")
         return v
 

@@ -183,6 +183,13 @@ def assert_recovered(stack: Stack) -> None:
     assert verify(stack.app.url, r.json()["payment_id"], r.json()["otp"]).json()["status"] == "succeeded"
 
 
+def assert_came_through(stack: Stack, load: Load) -> None:
+    """After a fault: nothing lost, the writes in flight drained by themselves, and the same app recovered."""
+    assert_nothing_lost(stack, load)
+    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
+    assert_recovered(stack)
+
+
 def slow_writes_without_collapse(stack: Stack) -> None:
     """Mode audit (two 100 ms audit delays per write) with little contention, so
     three users keep writes in flight without the audit collapse."""
@@ -208,9 +215,7 @@ def test_redis_stops_and_restarts_under_load(stack):
         assert r.status_code == 200 and r.json()["status"] in ("awaiting_otp", "otp_unavailable"), r.text
         status = requests.get(f"{stack.app.url}/payment/{r.json()['payment_id']}", timeout=5).json()
         assert status["mode"] == "audit"
-    assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
-    assert_recovered(stack)
+    assert_came_through(stack, load)
 
 
 def test_redis_hangs_under_load_and_original_keeps_issuing_otps(stack):
@@ -232,9 +237,7 @@ def test_redis_hangs_under_load_and_original_keeps_issuing_otps(stack):
     assert ready.status_code == 503 and "redis" in ready.json()["message"], ready.text
     issued = sum(body.get("status") == "awaiting_otp" for _, body in during)
     assert during and issued == len(during), f"{issued} of {len(during)} checkouts got an OTP while Redis hung"
-    assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
-    assert_recovered(stack)
+    assert_came_through(stack, load)
 
 
 @pytest.mark.parametrize("kind", ["stop", "hang"])
@@ -249,9 +252,7 @@ def test_mongodb_stopped_or_hung_under_load_answers_503_within_2_s_and_recovers(
         assert r.status_code == 503 and r.json()["error"] == "store_unavailable", r.text
         assert elapsed < 2.0, f"503 after {elapsed:.2f} s"
     assert ready.status_code == 503 and "mongodb" in ready.json()["message"]
-    assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
-    assert_recovered(stack)
+    assert_came_through(stack, load)
 
 
 def test_worker_killed_mid_write(stack):

@@ -21,9 +21,13 @@ TEST_CVV = "123"
 
 
 def demo_expiry(today: datetime.date | None = None, years: int = 3) -> str:
-    """An expiry (MM/YY) a few years ahead, so the prefilled card never expires."""
+    """An expiry (MM/YY): December, `years` ahead, so the prefilled card never expires.
+
+    The same card and rule as loadtest/checkout.py, which the tools pay with (the app
+    image carries no loadtest/, so the page keeps its own copy; tests/test_pages.py checks they agree).
+    """
     today = today or datetime.date.today()
-    return f"{today.month:02d}/{(today.year + years) % 100:02d}"
+    return f"12/{(today.year + years) % 100:02d}"
 
 
 @bp.get("/")
