@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
-from flask import Request
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,11 +19,9 @@ from pydantic import (
     create_model,
     field_validator,
 )
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from .cards import luhn_ok
 from .config import KNOBS, MODES
-from .errors import BodyTooLarge, InvalidJson, UnsupportedMediaType, ValidationFailed
 
 MAX_AMOUNT = Decimal("10000")
 PAYMENT_ID_PATTERN = r"^pay_[0-9a-f]{24}$"
@@ -139,35 +136,8 @@ def is_payment_id(value: str) -> bool:
     return re.fullmatch(PAYMENT_ID_PATTERN, value) is not None
 
 
-def parse_body(request: Request, model: type[_Body], allow_empty: bool = False):
-    """Parse the JSON body of `request` into `model`, or raise a domain error."""
-    try:
-        raw = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        raise BodyTooLarge() from None
-    limit = request.max_content_length
-    if limit is not None and request.content_length is None and len(raw) >= limit:
-        # A chunked body (no Content-Length) is cut at the limit without an error
-        # by Werkzeug; parsing the truncated part would answer a misleading 400.
-        raise BodyTooLarge()
-    if not raw.strip() and allow_empty:
-        data = {}
-    else:
-        if not request.mimetype or request.mimetype != "application/json":
-            raise UnsupportedMediaType()
-        try:
-            data = request.get_json(force=True, silent=False)
-        except Exception:
-            raise InvalidJson("The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise InvalidJson()
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ValidationFailed(_field_errors(err)) from None
-
-
-def _field_errors(err: ValidationError) -> dict[str, str]:
+def field_errors(err: ValidationError) -> dict[str, str]:
+    """A pydantic error as {field: what is wrong with it}, the first problem of each field."""
     fields: dict[str, str] = {}
     for e in err.errors(include_url=False, include_input=False):
         name = ".".join(str(p) for p in e["loc"]) or "body"

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 def test_the_domain_imports_without_flask():
     # A subprocess: this one has Flask loaded already. None in sys.modules makes any import of it fail.
     code = ("import sys; sys.modules['flask'] = sys.modules['werkzeug'] = None; "
-            "import app.store, app.payments, app.runtime, app.errors, app.board")
+            "import app.store, app.payments, app.runtime, app.errors, app.board, app.validation, app.openapi")
     done = subprocess.run([sys.executable, "-c", code], cwd=rig.ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

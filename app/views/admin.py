@@ -11,7 +11,8 @@ from flask import Blueprint, jsonify, request
 from ..config import KNOB_DEFAULTS, KNOB_LIMITS
 from ..errors import StateUnavailable, Unauthorized
 from ..kit import kit
-from ..validation import KnobsPatch, ModeChange, ResetRequest, parse_body
+from ..validation import KnobsPatch, ModeChange, ResetRequest
+from .body import parse_body
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

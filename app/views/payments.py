@@ -6,7 +6,8 @@ from flask import Blueprint, jsonify, request
 
 from ..errors import PaymentNotFound
 from ..kit import kit
-from ..validation import InitiateRequest, VerifyRequest, is_payment_id, parse_body
+from ..validation import InitiateRequest, VerifyRequest, is_payment_id
+from .body import parse_body
 
 bp = Blueprint("payments", __name__, url_prefix="/payment")
 
