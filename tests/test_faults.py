@@ -1,7 +1,8 @@
 """Faults under load, nothing lost: Redis down, MongoDB down, a worker killed mid-write.
 
-Each test runs its own redis-server, FerretDB and gunicorn (2 workers), so
-stopping one of them never disturbs another test. A few threads loop
+The module runs its own redis-server, FerretDB and gunicorn (2 workers), so
+stopping one of them never disturbs another module's tests; each test starts
+from a healthy stack in mode original (the `stack` fixture). A few threads loop
 initiate → verify while the fault happens; afterwards every payment id handed
 out is in MongoDB, every `succeeded` is succeeded there and charged once, the
 count of writes in flight drains to zero by itself, and the same app (no
@@ -43,8 +44,9 @@ class Stack:
         return redis.Redis(port=self.redis.port, decode_responses=True, socket_timeout=2)
 
 
-@pytest.fixture
-def stack():
+@pytest.fixture(scope="module")
+def services():
+    """This module's own Redis, FerretDB and app: its faults disturb no other module's tests."""
     work = rig.temp_dir("faults")
     rds = rig.redis_server(work / "redis").start()
     mongo = rig.ferretdb(work / "ferretdb").start()
@@ -57,6 +59,21 @@ def stack():
     finally:
         mongo.stop()
         rds.stop()
+
+
+@pytest.fixture
+def stack(services):
+    """The module's stack as a fresh one would be: every server up, the app ready, mode original, default knobs.
+
+    Each test ends with the app recovered from its fault (`assert_came_through`); this puts back
+    anything a failed test left behind, so one failure does not cascade into the next test.
+    """
+    for server in (services.redis, services.mongo):
+        if not server.running:
+            server.start()
+    services.app.wait_ready(timeout=20)
+    services.app.reset()
+    return services
 
 
 @dataclass
