@@ -1,7 +1,7 @@
 """The admin API over HTTP, for the tests, the benchmark and the contention tool.
 
 The server answers a flip or a knob change only once every live worker has
-applied it (app/sync.py, `wait_applied`), so `set_mode` and `patch_knobs`
+applied it (app/sync.py, `wait_seen`), so `set_mode` and `patch_knobs`
 return when every worker serves the change: no sleep is needed after them.
 """
 
