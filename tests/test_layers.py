@@ -1,4 +1,5 @@
-"""Layers point down: the domain imports no Flask; nothing outside tests/ imports tests."""
+"""Layers point down: the domain imports no Flask; nothing outside tests/ imports tests, and no
+test module imports another (shared steps live in rig/, loadtest/ or conftest.py fixtures)."""
 
 from __future__ import annotations
 
@@ -24,4 +25,11 @@ def test_nothing_outside_tests_imports_tests():
     offenders = [str(path.relative_to(rig.ROOT)) for top in ("app", "bench", "loadtest", "rig", "tools")
                  for path in (rig.ROOT / top).rglob("*.py")
                  if any(line.startswith(("from tests", "import tests")) for line in path.read_text().splitlines())]
+    assert offenders == []
+
+
+def test_no_test_module_imports_another():
+    offenders = [path.name for path in (rig.ROOT / "tests").glob("test_*.py")
+                 if any(line.startswith(("from .test_", "from tests.test_", "import tests.test_"))
+                        for line in path.read_text().splitlines())]
     assert offenders == []
