@@ -26,11 +26,9 @@ def pytest_collection_modifyitems(config, items):
     so `pytest -m unit` never starts one); a unit test that asks for a service is an error."""
     for item in items:
         kinds = {kind for kind in KINDS if item.get_closest_marker(kind)}
-        if item.get_closest_marker("integration"):  # the older name of `services`
-            kinds.add("services")
         if "unit" in kinds and SERVICE_FIXTURES & set(item.fixturenames):
             raise pytest.UsageError(f"{item.nodeid} is marked unit but uses a real service")
-        if not kinds:
+        if not kinds:  # unmarked, or marked `integration` (the older name of `services`)
             item.add_marker(pytest.mark.services)
 
 
