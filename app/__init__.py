@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from werkzeug.exceptions import HTTPException
-
-__version__ = "1.0.0"
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -16,9 +15,12 @@ def create_app(config: dict | None = None) -> Flask:
     Keys of `config` are Settings fields (mongo_url, redis_url, key_prefix, ...),
     plus START_BACKGROUND=False to keep the audit drainer thread from starting.
     """
-    from . import errors, instrumentation, kit, security
+    # Imported here, not at the top: `import app.store` (and the other domain modules) must not need Flask.
+    from flask import Flask
+
+    from . import instrumentation, kit, security
     from .config import load_settings
-    from .views import admin, board, docs, ops, pages, payments
+    from .views import admin, board, docs, errors, ops, pages, payments
 
     config = dict(config or {})
     start_background = config.pop("START_BACKGROUND", True)
@@ -35,11 +37,8 @@ def create_app(config: dict | None = None) -> Flask:
     for module in (payments, ops, admin, docs, pages, board):
         app.register_blueprint(module.bp)
 
-    app.register_error_handler(errors.AppError, errors.error_response)
-    app.register_error_handler(HTTPException, errors.http_error_response)
-    app.register_error_handler(Exception, errors.unexpected_error_response)
+    errors.init_app(app)
     return app
-
 
 
 def _init_logging() -> None:

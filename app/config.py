@@ -8,23 +8,35 @@ import secrets
 from dataclasses import dataclass, fields
 from urllib.parse import unquote, unquote_plus, urlsplit
 
-MODES = ("original", "audit", "audit-async")
+# The persistence modes, each with the console's one-line description: the one list that
+# validation, OpenAPI, the console and the write policies (app/store/modes.py) follow.
+MODES = {
+    "original": "Fast: two writes on the critical path",
+    "audit": "Two delayed audit writes on the critical path: the chaos",
+    "audit-async": "The fix: audit records written off the critical path",
+}
 
-# The knobs a facilitator can turn at runtime, with their defaults and limits.
+
+@dataclass(frozen=True)
+class Knob:
+    """A knob a facilitator can turn at runtime: its default and, for numbers, its limits."""
+
+    default: int | bool
+    low: int | None = None
+    high: int | None = None
+
+
 # Limits keep a typo in the console from freezing the room (a 60 s delay).
-KNOB_DEFAULTS = {
-    "write_latency_ms": 15,
-    "audit_delay_ms": 100,
-    "contention_ms_per_write": 50,
-    "otp_timeout_ms": 400,
-    "silent_failures": True,
+# The one table of knobs: validation, OpenAPI, /admin/knobs and the console follow it.
+KNOBS = {
+    "write_latency_ms": Knob(15, 0, 1000),
+    "audit_delay_ms": Knob(100, 0, 2000),
+    "contention_ms_per_write": Knob(50, 0, 1000),
+    "otp_timeout_ms": Knob(400, 50, 10000),
+    "silent_failures": Knob(True),
 }
-KNOB_LIMITS = {
-    "write_latency_ms": (0, 1000),
-    "audit_delay_ms": (0, 2000),
-    "contention_ms_per_write": (0, 1000),
-    "otp_timeout_ms": (50, 10000),
-}
+KNOB_DEFAULTS = {name: knob.default for name, knob in KNOBS.items()}
+KNOB_LIMITS = {name: (knob.low, knob.high) for name, knob in KNOBS.items() if knob.low is not None}
 
 
 class ConfigError(ValueError):

@@ -1,13 +1,10 @@
-"""Domain errors, and the one place where they become HTTP answers."""
+"""Domain errors: what went wrong, with the status a client should see.
+
+No Flask here: the store and the services raise these; `app/views/errors.py`,
+the edge, is the one place they become HTTP answers.
+"""
 
 from __future__ import annotations
-
-import logging
-
-from flask import jsonify
-from werkzeug import exceptions as http
-
-log = logging.getLogger("paygate.errors")
 
 
 class AppError(Exception):
@@ -78,6 +75,18 @@ class StoreUnavailable(AppError):
     status, code, message = 503, "store_unavailable", "The payment store is unavailable."
 
 
+class StateUnavailable(AppError):
+    status, code, message = 503, "state_unavailable", "Redis is unreachable: the mode and knobs cannot change now."
+
+
+class BoardUnavailable(AppError):
+    status, code, message = 503, "board_unavailable", "Redis is unreachable: the board's figures cannot be read now."
+
+
+class NotReady(AppError):
+    status, code, message = 503, "not_ready", "A backend is unavailable."
+
+
 class OtpUnavailable(AppError):
     """The loud variant of the silent failure (knob silent_failures=false); its message is the
     one the shopper reads in both variants, the only place it is written."""
@@ -86,32 +95,7 @@ class OtpUnavailable(AppError):
     message = "Unable to generate OTP. Please try again."
 
 
-def error_response(err: AppError):
-    """Turn a domain error into a JSON response with a machine-readable `error`."""
-    body = {"error": err.code, "message": err.message, **err.details}
-    return jsonify(body), err.status
-
-
-_HTTP_ERRORS = {http.NotFound: NotFound, http.MethodNotAllowed: MethodNotAllowed,
-                http.RequestEntityTooLarge: BodyTooLarge}
-
-
-def http_error_response(err: http.HTTPException):
-    """Werkzeug's own errors (404, 405, 413, ...) in the same JSON shape."""
-    mapped = _HTTP_ERRORS.get(type(err))
-    if mapped is not None:
-        return error_response(mapped())
-    code = (err.name or "error").lower().replace(" ", "_")
-    return error_response(_generic(err.code or 500, code, err.description or err.name))
-
-
-def unexpected_error_response(err: Exception):
-    """A bug: logged with its traceback, answered as JSON without internals."""
-    log.exception("unhandled error", exc_info=err)
-    return error_response(_generic(500, "internal_error", "An unexpected error occurred."))
-
-
-def _generic(status: int, code: str, message: str) -> AppError:
+def generic(status: int, code: str, message: str) -> AppError:
     """An AppError for a status that has no class of its own."""
     err = AppError(message)
     err.status, err.code = status, code

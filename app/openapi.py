@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from pydantic.json_schema import models_json_schema
 
-from . import __version__
+from .config import MODES
 from .validation import InitiateRequest, KnobsPatch, ModeChange, ResetRequest, VerifyRequest
 
 _MODELS = (InitiateRequest, VerifyRequest, ModeChange, KnobsPatch, ResetRequest)
@@ -51,7 +53,7 @@ def build_spec() -> dict:
         "otp": {"type": "string"}, "otp_expires_in": {"type": "integer"}, "ready_ms": {"type": "number"},
         "message": {"type": "string"}}}
     mode_state = {"type": "object", "required": ["mode"], "properties": {
-        "mode": {"enum": ["original", "audit", "audit-async"]}}, "additionalProperties": True}
+        "mode": {"enum": list(MODES)}}, "additionalProperties": True}
     payment_id = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string"}}
     admin_write = (400, 401, 413, 415, 503)
     paths = {
@@ -83,7 +85,7 @@ def build_spec() -> dict:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "PayGate Chaos Kit", "version": __version__,
+        "info": {"title": "PayGate Chaos Kit", "version": version("paygate-chaos-kit"),
                  "description": "A demo payment gateway whose OTP step fails silently under load."},
         "paths": paths,
         "components": {"schemas": schemas,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from dataclasses import asdict, dataclass
 
 from . import cards, metrics, otp
 from .errors import (
@@ -26,6 +27,23 @@ from .lanes import WriteLanes
 from .store import policy_for
 
 log = logging.getLogger("paygate.payments")
+
+
+@dataclass(frozen=True)
+class Initiated:
+    """The outcome of an initiate: the OTP (`awaiting_otp`) or the silent failure (`otp_unavailable`)."""
+
+    payment_id: str
+    status: str
+    otp: str | None = None
+    otp_expires_in: int | None = None
+    ready_ms: float | None = None
+    message: str | None = None
+
+    def as_dict(self) -> dict:
+        """The fields that apply, in the API's order."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
 
 def new_payment_id() -> str:
     """A random, unguessable payment id."""
@@ -46,7 +64,7 @@ class PaymentService:
 
     # -- initiate ------------------------------------------------------------
 
-    def initiate(self, req) -> tuple[dict, int]:
+    def initiate(self, req) -> Initiated:
         """Create a payment and try to issue its OTP before the deadline."""
         snap = self.runtime.snapshot()
         policy = policy_for(snap.mode, self.store, snap.knobs, self.inflight, self.drainer)
@@ -89,7 +107,7 @@ class PaymentService:
         self.board.record_ready(ready_s)
         return ready_s
 
-    def _issue_otp(self, mode: str, payment_id: str, start: float) -> tuple[dict, int] | None:
+    def _issue_otp(self, mode: str, payment_id: str, start: float) -> Initiated | None:
         code = otp.new_otp()
         expires_in = self.settings.otp_ttl_seconds
         # One conditional update confirms readiness (found, awaiting_otp, no OTP yet)
@@ -97,22 +115,24 @@ class PaymentService:
         if not self.store.attach_otp(payment_id, otp.otp_hash(payment_id, code, self.settings.secret_key),
                                      time.time() + expires_in):
             return None
-        metrics.OTP_GENERATION.labels(mode=mode, result="success").inc()
+        self._record_otp(mode, "success")
         ready_ms = round((time.monotonic() - start) * 1000, 1)
-        self.board.record_otp("success")
-        return {"payment_id": payment_id, "status": "awaiting_otp", "otp": code,
-                "otp_expires_in": expires_in, "ready_ms": ready_ms}, 200
+        return Initiated(payment_id, "awaiting_otp", otp=code, otp_expires_in=expires_in, ready_ms=ready_ms)
 
-    def _otp_unavailable(self, mode: str, payment_id, knobs) -> tuple[dict, int]:
-        metrics.OTP_GENERATION.labels(mode=mode, result="timeout").inc()
+    def _otp_unavailable(self, mode: str, payment_id, knobs) -> Initiated:
+        self._record_otp(mode, "timeout")
         metrics.ORPHANED_INTENTS.labels(mode=mode).inc()
-        self.board.record_otp("timeout")
-        body = {"payment_id": payment_id, "status": "otp_unavailable", "message": OtpUnavailable.message}
         if knobs["silent_failures"]:
-            return body, 200  # the silent failure: no error, no log line
+            # The silent failure: an answer like any other, no error, no log line.
+            return Initiated(payment_id, "otp_unavailable", message=OtpUnavailable.message)
         log.warning("OTP unavailable: payment %s not ready within %d ms (mode %s)",
                     payment_id, knobs["otp_timeout_ms"], mode)
         raise OtpUnavailable(payment_id=payment_id, status="otp_unavailable")
+
+    def _record_otp(self, mode: str, result: str) -> None:
+        """One OTP outcome ("success" or "timeout"), counted for Prometheus and for the board alike."""
+        metrics.OTP_GENERATION.labels(mode=mode, result=result).inc()
+        self.board.record_otp(result)
 
     # -- verify --------------------------------------------------------------
 

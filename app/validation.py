@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
-from flask import Request
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -16,17 +15,23 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    ValidationInfo,
+    create_model,
     field_validator,
 )
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from .cards import luhn_ok
-from .config import KNOB_LIMITS, MODES
-from .errors import BodyTooLarge, InvalidJson, UnsupportedMediaType, ValidationFailed
+from .config import KNOBS, MODES
 
 MAX_AMOUNT = Decimal("10000")
 PAYMENT_ID_PATTERN = r"^pay_[0-9a-f]{24}$"
 CURRENCIES = ("USD", "EUR", "GBP")
+# The card fields' formats, with what a shopper reads when one does not match.
+FORMATS = {
+    "card_number": (r"[0-9]{12,19}", "must be 12 to 19 digits"),
+    "expiry": (r"(0[1-9]|1[0-2])/[0-9]{2}", "must be MM/YY"),
+    "cvv": (r"[0-9]{3,4}", "must be 3 or 4 digits"),
+}
 
 
 def _to_decimal(value):
@@ -58,44 +63,29 @@ class InitiateRequest(_Body):
     )
     currency: Literal[CURRENCIES] = "USD"
 
-    @field_validator("card_number")
+    @field_validator("card_number", "expiry", "cvv")
     @classmethod
-    def _card(cls, v: str) -> str:
-        digits = re.sub(r"[ -]", "", v)
-        if not re.fullmatch(r"[0-9]{12,19}", digits):
-            raise ValueError("must be 12 to 19 digits")
-        if not luhn_ok(digits):
+    def _card_field(cls, v: str, info: ValidationInfo) -> str:
+        name = info.field_name
+        if name == "card_number":
+            v = re.sub(r"[ -]", "", v)  # spaces and dashes as printed on cards
+        pattern, problem = FORMATS[name]
+        if not re.fullmatch(pattern, v):
+            raise ValueError(problem)
+        if name == "card_number" and not luhn_ok(v):
             raise ValueError("is not a valid card number (Luhn check failed)")
-        return digits
-
-    @field_validator("expiry")
-    @classmethod
-    def _expiry(cls, v: str) -> str:
-        m = re.fullmatch(r"(0[1-9]|1[0-2])/([0-9]{2})", v)
-        if not m:
-            raise ValueError("must be MM/YY")
-        month, year = int(m[1]), 2000 + int(m[2])
         now = datetime.now(UTC)
-        if (year, month) < (now.year, now.month):
+        if name == "expiry" and (2000 + int(v[3:]), int(v[:2])) < (now.year, now.month):
             raise ValueError("is in the past")
-        return v
-
-    @field_validator("cvv")
-    @classmethod
-    def _cvv(cls, v: str) -> str:
-        if not re.fullmatch(r"[0-9]{3,4}", v):
-            raise ValueError("must be 3 or 4 digits")
         return v
 
     @field_validator("amount")
     @classmethod
     def _amount(cls, v: Decimal) -> Decimal:
-        if v <= 0:
-            raise ValueError("must be greater than 0")
-        if v > MAX_AMOUNT:
-            raise ValueError("must be at most 10000")
-        if v != v.quantize(Decimal("0.01")):
-            raise ValueError("must have at most two decimals")
+        problem = ("must be greater than 0" if v <= 0 else "must be at most 10000" if v > MAX_AMOUNT
+                   else "must have at most two decimals" if v != v.quantize(Decimal("0.01")) else None)
+        if problem:
+            raise ValueError(problem)
         return v.quantize(Decimal("0.01"))
 
 
@@ -106,38 +96,39 @@ class VerifyRequest(_Body):
     otp: str = Field(pattern=r"^[0-9]{6}$", examples=["123456"])
 
 
+# Who made a change, as the history shows it.
+Actor = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w .@-]+$")]
+
+
 class ModeChange(_Body):
     """PUT /admin/db-mode."""
 
-    mode: Literal[MODES]
+    mode: Literal[tuple(MODES)]
     ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=86400)
-    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
-
-
-def _knob(name):
-    low, high = KNOB_LIMITS[name]
-    return Field(default=None, ge=low, le=high)
-
-
-class KnobsPatch(_Body):
-    """PATCH /admin/knobs: any subset of the knobs."""
-
-    write_latency_ms: StrictInt | None = _knob("write_latency_ms")
-    audit_delay_ms: StrictInt | None = _knob("audit_delay_ms")
-    contention_ms_per_write: StrictInt | None = _knob("contention_ms_per_write")
-    otp_timeout_ms: StrictInt | None = _knob("otp_timeout_ms")
-    silent_failures: StrictBool | None = None
-    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
-
-    def changes(self) -> dict:
-        """The knobs this patch sets (actor and unset fields left out)."""
-        return {k: v for k, v in self.model_dump(exclude={"actor"}).items() if v is not None}
+    actor: Actor = "facilitator"
 
 
 class ResetRequest(_Body):
     """POST /admin/reset."""
 
-    actor: str = Field(default="facilitator", min_length=1, max_length=40, pattern=r"^[\w .@-]+$")
+    actor: Actor = "facilitator"
+
+
+class _KnobsBase(ResetRequest):
+    def changes(self) -> dict:
+        """The knobs this patch sets (actor and unset fields left out)."""
+        return {k: v for k, v in self.model_dump(exclude={"actor"}).items() if v is not None}
+
+
+def _knob_field(knob):
+    if isinstance(knob.default, bool):
+        return StrictBool | None, None
+    return StrictInt | None, Field(default=None, ge=knob.low, le=knob.high)
+
+
+# PATCH /admin/knobs: any subset of the knobs, each within its limits (from config.KNOBS).
+KnobsPatch = create_model("KnobsPatch", __base__=_KnobsBase, __doc__="PATCH /admin/knobs: any subset of the knobs.",
+                          **{name: _knob_field(knob) for name, knob in KNOBS.items()})
 
 
 def is_payment_id(value: str) -> bool:
@@ -145,35 +136,8 @@ def is_payment_id(value: str) -> bool:
     return re.fullmatch(PAYMENT_ID_PATTERN, value) is not None
 
 
-def parse_body(request: Request, model: type[_Body], allow_empty: bool = False):
-    """Parse the JSON body of `request` into `model`, or raise a domain error."""
-    try:
-        raw = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        raise BodyTooLarge() from None
-    limit = request.max_content_length
-    if limit is not None and request.content_length is None and len(raw) >= limit:
-        # A chunked body (no Content-Length) is cut at the limit without an error
-        # by Werkzeug; parsing the truncated part would answer a misleading 400.
-        raise BodyTooLarge()
-    if not raw.strip() and allow_empty:
-        data = {}
-    else:
-        if not request.mimetype or request.mimetype != "application/json":
-            raise UnsupportedMediaType()
-        try:
-            data = request.get_json(force=True, silent=False)
-        except Exception:
-            raise InvalidJson("The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise InvalidJson()
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ValidationFailed(_field_errors(err)) from None
-
-
-def _field_errors(err: ValidationError) -> dict[str, str]:
+def field_errors(err: ValidationError) -> dict[str, str]:
+    """A pydantic error as {field: what is wrong with it}, the first problem of each field."""
     fields: dict[str, str] = {}
     for e in err.errors(include_url=False, include_input=False):
         name = ".".join(str(p) for p in e["loc"]) or "body"

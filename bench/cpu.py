@@ -19,10 +19,17 @@ from pathlib import Path
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_text(pid: int, name: str) -> str | None:
+    """/proc/<pid>/<name> as text, None once the process is gone."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/{name}").read_text()
     except OSError:
+        return None
+
+
+def _stat(pid: int) -> list[str] | None:
+    raw = proc_text(pid, "stat")
+    if raw is None:
         return None
     # The name (field 2) is in parentheses and may hold spaces: split after its closing one.
     return raw.rsplit(")", 1)[1].split()

@@ -22,6 +22,7 @@ from app.store.sqlite import SqliteBackend
 from loadtest import traffic
 from loadtest.checkout import card_payload
 from rig import seed
+from rig.probe import poll_until
 
 SHOPPERS, THINK_S = 20, 0.5
 
@@ -46,14 +47,10 @@ def kit(store: str):
         redis_svc.stop()
 
 
-def _until(probe, timeout: float = 60.0, every: float = 0.05) -> float | None:
+def _until(probe, timeout: float = 60.0) -> float | None:
     """Seconds until probe() is true (None after timeout)."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if probe():
-            return round(time.monotonic() - started, 2)
-        time.sleep(every)
-    return None
+    return round(time.monotonic() - started, 2) if poll_until(probe, timeout) else None
 
 
 def _ready(url: str) -> int:

@@ -11,6 +11,7 @@ import threading
 import time
 
 from loadtest import traffic
+from loadtest.checkout import ready_model_ms
 from loadtest.contention import scrape, wait_drained
 
 from . import stack
@@ -18,15 +19,13 @@ from .report import percentile
 
 
 def set_mode(application, mode: str) -> None:
-    """Flip the mode and give every worker time to see it."""
+    """Flip the mode; the answer comes once every worker serves it (rig.client)."""
     application.set_mode(mode, actor="bench")
-    time.sleep(0.3)
 
 
 def set_knobs(application, **knobs) -> None:
-    """Change knobs for every worker."""
-    application.admin("PATCH", "/admin/knobs", json={**knobs, "actor": "bench"}).raise_for_status()
-    time.sleep(0.3)
+    """Change knobs for every worker; the answer comes once every worker serves them."""
+    application.patch_knobs(**knobs, actor="bench")
 
 
 def drive(application, workers: int, seconds: float, think_s: float = 0.0) -> dict:
@@ -63,7 +62,7 @@ def capacity(application, seconds: float, knobs: dict) -> list[dict]:
     (the `original` write), so users / 2w checkouts per second at most.
     """
     set_mode(application, "original")
-    model_s = 2 * knobs["write_latency_ms"] / 1000
+    model_s = ready_model_ms(knobs, "original") / 1000
     out = []
     for workers in (40, 200):
         row = drive(application, workers, seconds)
@@ -143,7 +142,7 @@ def search_80(application, candidates: list[tuple[int, float, int]], seconds: fl
 def soak(application, users: int, seconds: float, think_s: float) -> dict:
     """`original` for a long while: errors, and RSS per worker at start and end."""
     set_mode(application, "original")
-    pids = stack.worker_pids(application)
+    pids = application.workers()
     # Start RSS after a short warm-up, so imports and first connections do not count as growth.
     traffic.run(application.url, min(users, 20), 3, 0.0)
     start_rss = {pid: stack.rss_mib(pid) for pid in pids}

@@ -8,24 +8,20 @@ import platform
 import statistics
 
 
+def _proc_field(path: str, name: str) -> str | None:
+    """The value after `name:` on its line of a /proc file such as /proc/meminfo, None if absent."""
+    try:
+        with open(path) as lines:
+            return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(name)), None)
+    except OSError:
+        return None
+
+
 def machine() -> dict:
     """Cores, RAM, CPU model, Python, OS and the load when the run started."""
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
+    cpu = _proc_field("/proc/cpuinfo", "model name") or "unknown"
+    mem_kib = _proc_field("/proc/meminfo", "MemTotal")
+    ram = f"{int(mem_kib.split()[0]) / 1024 / 1024:.1f} GiB" if mem_kib else "unknown"
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 from loadtest import contention
 
 from . import load, probes, results, stack
@@ -64,10 +62,6 @@ def header(info: dict, quick: bool) -> str:
     return "\n".join(lines)
 
 
-def knobs_of(application) -> dict:
-    return requests.get(application.url + "/admin/knobs", timeout=10).json()["knobs"]
-
-
 def section_headline(application, p) -> str:
     rows = load.headline(application, p["headline_s"])
     body = table(["mode", "workers", "seconds", "total", "success", "failed", "rate", "original demo"],
@@ -91,7 +85,7 @@ def section_contention(application, p) -> str:
 
 
 def section_capacity(application, p) -> str:
-    rows = load.capacity(application, p["capacity_s"], knobs_of(application))
+    rows = load.capacity(application, p["capacity_s"], application.knobs())
     body = table(["workers", "payments/s", "OTP success", "p50 checkout (ms)", "p99 checkout (ms)",
                   "model bound (/s)", "achieved / bound"],
                  [[r["workers"], r["per_second"], f"{r['rate']}%", ms(r["p50"]), ms(r["p99"]), int(r["bound"]),
@@ -104,7 +98,7 @@ def section_capacity(application, p) -> str:
 
 
 def section_probes(application, p) -> str:
-    flip = probes.flip_propagation(application, stack.worker_pids(application), p["flips"])
+    flip = probes.flip_propagation(application, application.workers(), p["flips"])
     scrape = probes.scrape_time(application, p["scrapes"])
     return ("## (d) Flip propagation across workers\n\n"
             f"{flip['flips']} flips; after each, pollers on fresh connections read `/debug/config` (which names"

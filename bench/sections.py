@@ -20,12 +20,18 @@ def yes(flag: bool | None) -> str:
     return "—" if flag is None else ("**yes**" if flag else "**no**")
 
 
-def section_throughput(p: dict) -> str:
-    """(h) kit against a bare stub, CPU per checkout, and the cost of metrics, on both set-ups."""
-    rows = []
+def per_setup(measure) -> list:
+    """measure(setup) on each set-up in turn, each started for it and stopped after."""
+    out = []
     for name in stack.SETUPS:
         with stack.setup(name) as s:
-            rows.append(overhead.compare(s, p["wrk_s"], p["wrk_c"], p["wrk_rounds"], profile=p["profile"]))
+            out.append(measure(s))
+    return out
+
+
+def section_throughput(p: dict) -> str:
+    """(h) kit against a bare stub, CPU per checkout, and the cost of metrics, on both set-ups."""
+    rows = per_setup(lambda s: overhead.compare(s, p["wrk_s"], p["wrk_c"], p["wrk_rounds"], profile=p["profile"]))
     speed = table(["set-up", "workers", "stub checkouts/s", "kit checkouts/s", "kit / stub", "≥ 0.5?", "kit OTP success",
                    "p50 request kit (ms)", "p50 request stub (ms)"],
                   [[r["setup"], r["workers"], r["stub"]["per_second"], r["kit"]["per_second"], r["throughput_ratio"],
@@ -60,13 +66,10 @@ def section_throughput(p: dict) -> str:
 
 def section_flatness(p: dict) -> str:
     """(i) empty store against one holding many payments, per backend."""
-    rows = []
-    for name in stack.SETUPS:
-        with stack.setup(name) as s:
-            r = flatness.measure(s, p["seed_n"], p["wrk_s"], p["wrk_c"], p["lone"])
-        rows.append([r["setup"], f"{r['n']:,}", r["seed_s"], r["empty"]["per_second"], r["full"]["per_second"],
-                     r["throughput_ratio"], ms(r["empty"]["lone"]), ms(r["full"]["lone"]), r["latency_ratio"],
-                     yes(r["flat"])])
+    measured = per_setup(lambda s: flatness.measure(s, p["seed_n"], p["wrk_s"], p["wrk_c"], p["lone"]))
+    rows = [[r["setup"], f"{r['n']:,}", r["seed_s"], r["empty"]["per_second"], r["full"]["per_second"],
+             r["throughput_ratio"], ms(r["empty"]["lone"]), ms(r["full"]["lone"]), r["latency_ratio"], yes(r["flat"])]
+            for r in measured]
     return ("## (i) Flatness: an empty store against a full one\n\n"
             f"One app per backend, measured empty, then given {p['seed_n']:,} succeeded payments (intents and"
             " their charges) written straight into its store (`rig/seed.py`, not through HTTP), then measured"

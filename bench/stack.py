@@ -6,9 +6,10 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import rig
+
+from . import cpu
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 STUB = "bench.stub:app"
@@ -83,27 +84,7 @@ def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | 
         svc.stop()
 
 
-def worker_pids(application: rig.App) -> list[int]:
-    """The pids of the gunicorn workers (children of the master)."""
-    master = application.service.proc.pid
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # Field 4 (after the parenthesised name, which may hold spaces) is the parent pid.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                pids.append(int(entry.name))
-    return sorted(pids)
-
-
 def rss_mib(pid: int) -> float | None:
     """Resident memory of a process in MiB, None if it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    match = re.search(r"^VmRSS:\s+(\d+) kB", cpu.proc_text(pid, "status") or "", re.M)
     return int(match.group(1)) / 1024 if match else None

@@ -1,4 +1,6 @@
-"""One shopper's checkout over HTTP (initiate, then verify), shared by the traffic tools."""
+"""One shopper's checkout over HTTP (initiate, then verify), the test card and the timing model:
+shared by the traffic tools, the benchmark and the tests (no import outside loadtest/: Locust's
+container mounts this directory alone)."""
 
 from __future__ import annotations
 
@@ -8,19 +10,41 @@ from dataclasses import dataclass
 
 import requests
 
-# The original demo's test card: Luhn-valid, never a real account.
+# The original demo's test card: Luhn-valid, never a real account. The tests, the
+# benchmark and the traffic tools all pay with it (the checkout page prefills the same).
 TEST_CARD = "4111111111111111"
 TIMEOUT_S = 10
 
 
-def future_expiry() -> str:
-    """An expiry date (MM/YY) three years ahead, so the test card never expires."""
-    return f"12/{(datetime.date.today().year + 3) % 100:02d}"
+def future_expiry(years: int = 3) -> str:
+    """An expiry date (MM/YY): December, `years` ahead, so the test card never expires."""
+    return f"12/{(datetime.date.today().year + years) % 100:02d}"
 
 
-def card_payload(amount: str = "49.99") -> dict:
-    """An initiate body with the demo's test card."""
-    return {"card_number": TEST_CARD, "expiry": future_expiry(), "cvv": "123", "amount": amount}
+def card_payload(**overrides) -> dict:
+    """An initiate body with the demo's test card; `overrides` replace or add fields."""
+    return {"card_number": TEST_CARD, "expiry": future_expiry(), "cvv": "123", "amount": "49.99", **overrides}
+
+
+def initiate(base_url: str, session: requests.Session | None = None, **overrides) -> requests.Response:
+    """POST /payment/initiate with the test card, on a fresh connection unless a session is given."""
+    return (session or requests).post(base_url + "/payment/initiate", json=card_payload(**overrides),
+                                      timeout=TIMEOUT_S)
+
+
+def verify(base_url: str, payment_id: str, otp: str, session: requests.Session | None = None) -> requests.Response:
+    """POST /payment/verify-otp."""
+    return (session or requests).post(base_url + "/payment/verify-otp", json={"payment_id": payment_id, "otp": otp},
+                                      timeout=TIMEOUT_S)
+
+
+def ready_model_ms(knobs: dict, mode: str = "audit", n: int = 1) -> float:
+    """SPEC's timing model of a write's ready time: 2w in `original` and `audit-async`,
+    4w + 2a + n·c in `audit` with n writes in flight (w, a, c: the knobs)."""
+    w = knobs["write_latency_ms"]
+    if mode != "audit":
+        return 2 * w
+    return 4 * w + 2 * knobs["audit_delay_ms"] + n * knobs["contention_ms_per_write"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +74,7 @@ def checkout(session: requests.Session, base_url: str) -> Outcome:
         return Outcome(result, started, time.monotonic() - started, ready_ms, detail)
 
     try:
-        r = session.post(base_url + "/payment/initiate", json=card_payload(), timeout=TIMEOUT_S)
+        r = initiate(base_url, session)
         body = _json(r)
         if r.status_code == 200 and body.get("status") == "otp_unavailable":
             return done("otp_unavailable")
@@ -58,8 +82,7 @@ def checkout(session: requests.Session, base_url: str) -> Outcome:
             return done("otp_unavailable", detail="loud")  # silent_failures=false
         if r.status_code != 200 or "otp" not in body:
             return done("error", detail=f"initiate HTTP {r.status_code} {body.get('error', '')}".strip())
-        v = session.post(base_url + "/payment/verify-otp",
-                         json={"payment_id": body["payment_id"], "otp": body["otp"]}, timeout=TIMEOUT_S)
+        v = verify(base_url, body["payment_id"], body["otp"], session)
         if v.status_code != 200 or _json(v).get("status") != "succeeded":
             return done("error", body.get("ready_ms"), f"verify HTTP {v.status_code} {_json(v).get('error', '')}".strip())
         return done("success", body.get("ready_ms"))

@@ -23,9 +23,11 @@ import time
 from dataclasses import dataclass
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from .checkout import card_payload
+from rig import probe
+from rig.client import AdminClient
+
+from .checkout import initiate, ready_model_ms
 
 DEFAULT_HOST = os.environ.get("PAYGATE_URL", "http://127.0.0.1:8000")
 ORIGINAL_MS = {1: 300, 3: 400, 5: 500, 10: 750}  # the original demo's table
@@ -50,51 +52,25 @@ class Row:
         return f"{self.issued}/{self.n} issued, {self.n - self.issued} timeout"
 
 
-class Admin:
-    """The few admin calls the tool needs."""
+class Admin(AdminClient):
+    """The admin calls of the tool: a refused flip ends it with the server's words."""
 
-    def __init__(self, host: str, token: str):
-        self.host = host
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def mode(self) -> str:
-        """The mode in force."""
-        return _get(self.host + "/admin/db-mode").json()["mode"]
-
-    def set_mode(self, mode: str) -> None:
-        """Flip the mode (raises on an error answer, e.g. a wrong token)."""
-        r = requests.put(self.host + "/admin/db-mode", json={"mode": mode, "actor": "contention-table"},
-                         headers=self.headers, timeout=10)
-        if r.status_code != 200:
-            raise SystemExit(f"cannot flip the mode: HTTP {r.status_code} {r.text.strip()}")
-
-    def knobs(self) -> dict:
-        """The runtime knobs."""
-        return _get(self.host + "/admin/knobs").json()["knobs"]
-
-    def cache_s(self) -> float:
-        """How long a worker may keep serving the previous mode after a flip."""
-        return _get(self.host + "/debug/config").json()["settings"].get("runtime_cache_ms", 100) / 1000
-
-
-def _get(url: str) -> requests.Response:
-    r = requests.get(url, timeout=10)
-    r.raise_for_status()
-    return r
+    def set_mode(self, mode: str, **extra) -> dict:
+        """Flip the mode; returns once every worker serves it (SystemExit on an error answer, e.g. a wrong token)."""
+        try:
+            return super().set_mode(mode, actor="contention-table", **extra)
+        except requests.HTTPError as err:
+            raise SystemExit(f"cannot flip the mode: HTTP {err.response.status_code} {err.response.text.strip()}") \
+                from None
 
 
 def scrape(host: str) -> dict[str, float]:
     """The values this tool reads from /metrics: in-flight writes and the audit ready histogram."""
-    out = {"inflight": 0.0, "ready_sum": 0.0, "ready_count": 0.0}
-    for family in text_string_to_metric_families(_get(host + "/metrics").text):
-        for s in family.samples:
-            if s.name == "paygate_inflight_writes":
-                out["inflight"] = s.value
-            elif s.name == "paygate_payment_ready_seconds_sum" and s.labels.get("mode") == "audit":
-                out["ready_sum"] = s.value
-            elif s.name == "paygate_payment_ready_seconds_count" and s.labels.get("mode") == "audit":
-                out["ready_count"] = s.value
-    return out
+    families = probe.scrape(host)
+    ready = "paygate_payment_ready_seconds"
+    return {"inflight": probe.total(families, "paygate_inflight_writes"),
+            "ready_sum": probe.total(families, ready, sample=ready + "_sum", mode="audit"),
+            "ready_count": probe.total(families, ready, sample=ready + "_count", mode="audit")}
 
 
 # Set by Ctrl-C / SIGTERM during a run; checked at safe points. Raising from the signal
@@ -121,32 +97,20 @@ def wait_drained(host: str, timeout: float = DRAIN_TIMEOUT_S) -> dict[str, float
 def fire(host: str, n: int) -> list[dict]:
     """n initiates released at the same instant, each on its own warm connection."""
     sessions = [requests.Session() for _ in range(n)]
-    for s in sessions:
-        s.get(host + "/health", timeout=10)  # open the connection first: only the initiate is timed
-    barrier = threading.Barrier(n)
-    bodies: list[dict] = [{} for _ in range(n)]
 
-    def one(i: int) -> None:
-        barrier.wait()
+    def one(i: int) -> dict:
         try:
-            r = sessions[i].post(host + "/payment/initiate", json=card_payload(), timeout=15)
-            bodies[i] = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            r = initiate(host, sessions[i])
+            return r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         except requests.RequestException as err:
-            bodies[i] = {"error": type(err).__name__}
+            return {"error": type(err).__name__}
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for s in sessions:
-        s.close()
-    return bodies
-
-
-def model_ms(knobs: dict, n: int) -> float:
-    """SPEC's ready-time model for `audit`: 4w + 2a + n·c."""
-    return 4 * knobs["write_latency_ms"] + 2 * knobs["audit_delay_ms"] + n * knobs["contention_ms_per_write"]
+    try:
+        # Open each connection first: only the initiate is timed.
+        return probe.burst(one, n, warm=lambda i: sessions[i].get(host + "/health", timeout=10))
+    finally:
+        for s in sessions:
+            s.close()
 
 
 def measure(host: str, sizes: list[int], knobs: dict) -> list[Row]:
@@ -160,7 +124,7 @@ def measure(host: str, sizes: list[int], knobs: dict) -> list[Row]:
         count = after["ready_count"] - before["ready_count"]
         mean = (after["ready_sum"] - before["ready_sum"]) / count * 1000 if count else None
         ready = [b["ready_ms"] for b in bodies if b.get("status") == "awaiting_otp" and "ready_ms" in b]
-        rows.append(Row(n, mean, model_ms(knobs, n), len(ready), ready, clean=count == n))
+        rows.append(Row(n, mean, ready_model_ms(knobs, "audit", n), len(ready), ready, clean=count == n))
     return rows
 
 
@@ -183,8 +147,7 @@ def run(host: str, token: str, sizes: list[int]) -> list[Row]:
     _interrupted.clear()
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        admin.set_mode("audit")
-        _interrupted.wait(admin.cache_s() * 3)  # every worker has let its cached mode expire
+        admin.set_mode("audit")  # answered once every worker serves it
         return measure(host, sizes, knobs)
     finally:
         # Always put back what was found: a flip to the mode already in force is harmless.

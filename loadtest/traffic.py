@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
@@ -79,11 +80,9 @@ def run(base_url: str, workers: int, duration_s: float, think_s: float = 0.0, ta
                 if think_s:
                     stop.wait(min(random.uniform(0.5, 1.5) * think_s, max(0.0, deadline - time.monotonic())))
 
-    threads = [threading.Thread(target=shopper, name=f"shopper-{i}", daemon=True) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(workers, thread_name_prefix="shopper") as pool:
+        for _ in range(workers):
+            pool.submit(shopper)
     return tally
 
 

@@ -1,4 +1,9 @@
-"""The real services the tests, the benchmark and `make up` run: each on a free loopback port."""
+"""The real services the tests, the benchmark and `make up` run, each on a free loopback port
+(rig.services), the app on them (rig.apps); `rig.client` calls the admin API, `rig.probe`
+observes a running app from outside."""
 
+from . import apps, client, probe, services
+from .apps import *  # noqa: F403
 from .services import *  # noqa: F403
-from .services import __all__  # noqa: F401
+
+__all__ = [*services.__all__, *apps.__all__, "client", "probe"]

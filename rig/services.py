@@ -2,9 +2,9 @@
 
 Each service is a subprocess with its own temporary directory: Debian's
 redis-server, FerretDB (the MongoDB-wire server, built from tools/ferretdb)
-on Debian's PostgreSQL, gunicorn running the app with several workers, and
-Prometheus. A missing
-binary is an error, never a skip: `make test` installs them all.
+on Debian's PostgreSQL, and Prometheus; the app under gunicorn and `make up`
+are in rig/apps.py. A missing binary is an error, never a skip: `make test`
+installs them all.
 """
 
 from __future__ import annotations
@@ -16,45 +16,34 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 __all__ = [
-    "App",
     "FERRETDB_BIN",
-    "Kit",
     "MissingService",
     "Postgres",
     "ROOT",
     "Service",
-    "TEST_SECRET",
-    "TEST_TOKEN",
     "ferretdb",
     "free_port",
-    "gunicorn",
-    "make_up",
     "port_is_free",
     "postgres",
     "prometheus",
     "redis_server",
     "require",
     "shared_postgres",
-    "start_app",
-    "stop_up",
     "temp_dir",
+    "unique",
     "wait_for_port",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", ROOT / ".cache" / "bin" / "ferretdb"))
-TEST_TOKEN = "test-admin-token"
-TEST_SECRET = "test-secret-key"
 
 
 class MissingService(RuntimeError):
@@ -306,29 +295,6 @@ def ferretdb(workdir: Path, port: int | None = None) -> Service:
     return Service("ferretdb", argv, port, workdir)
 
 
-def gunicorn(workdir: Path, mongo_url: str | None, redis_url: str, workers: int = 2, port: int | None = None,
-             extra_env: dict | None = None) -> Service:
-    """The app under real gunicorn (gthread), as `make up` and compose run it.
-
-    Without `mongo_url` the app keeps its payments in a SQLite file in `workdir` (the embedded default).
-    """
-    port = port or free_port()
-    store = {"MONGO_URL": mongo_url} if mongo_url else {"MONGO_URL": "", "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3")}
-    env = {
-        **store,
-        "REDIS_URL": redis_url,
-        "ADMIN_TOKEN": TEST_TOKEN,
-        "PAYGATE_SECRET_KEY": TEST_SECRET,
-        "WEB_CONCURRENCY": str(workers),
-        "BIND": f"127.0.0.1:{port}",
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
-        "PYTHONPATH": str(ROOT),
-        **(extra_env or {}),
-    }
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT)]
-    return Service("gunicorn", argv, port, workdir, env=env)
-
-
 def prometheus(workdir: Path, config: Path, port: int | None = None) -> Service:
     """Debian's Prometheus with the given config, storing in workdir."""
     port = port or free_port()
@@ -337,126 +303,11 @@ def prometheus(workdir: Path, config: Path, port: int | None = None) -> Service:
     return Service("prometheus", argv, port, workdir)
 
 
-@dataclass
-class App:
-    """A running app: its base URL and the handle of its gunicorn."""
-
-    service: Service
-    token: str = TEST_TOKEN
-    db_name: str = ""
-    prefix: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.service.port}"
-
-    @property
-    def sqlite_path(self) -> Path | None:
-        """The app's SQLite file, when it runs on the embedded store."""
-        path = self.service.env.get("PAYGATE_SQLITE_PATH")
-        return Path(path) if path else None
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        """Wait until /ready answers 200."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = requests.get(self.url + "/ready", timeout=2)
-                if last.status_code == 200:
-                    return
-            except requests.RequestException as err:
-                last = err
-            time.sleep(0.1)
-        raise TimeoutError(f"app not ready: {last}")
-
-    def admin(self, method: str, path: str, **kwargs) -> requests.Response:
-        """An admin call with the bearer token."""
-        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-        return requests.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
-
-    def set_mode(self, mode: str, **extra) -> dict:
-        """Flip the mode and return the new state (raises on an error status)."""
-        r = self.admin("PUT", "/admin/db-mode", json={"mode": mode, **extra})
-        r.raise_for_status()
-        return r.json()
-
-    def reset(self) -> None:
-        """Mode original, default knobs."""
-        self.admin("POST", "/admin/reset").raise_for_status()
-
-
-def start_app(name: str, mongo_url: str | None, redis_url: str, workers: int = 2,
-              extra_env: dict | None = None) -> App:
-    """The app under gunicorn with a database and key prefix of its own, ready to serve."""
-    db, prefix = f"{name}_{os.urandom(5).hex()}", f"{name}:{os.urandom(5).hex()}:"
-    svc = gunicorn(temp_dir(name), mongo_url, redis_url, workers=workers,
-                   extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": prefix, **(extra_env or {})}).start()
-    app = App(svc, db_name=db, prefix=prefix)
-    try:
-        app.wait_ready()
-    except Exception:
-        svc.stop()
-        raise
-    return app
+def unique(prefix: str) -> str:
+    """A short unique name (databases, key prefixes)."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def temp_dir(prefix: str) -> Path:
     """A fresh temporary directory."""
     return Path(tempfile.mkdtemp(prefix=f"paygate-{prefix}-"))
-
-
-@dataclass
-class Kit:
-    """A running `make up` (tools/up.py): its ports, log and process."""
-
-    ports: dict
-    workdir: Path
-    proc: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['PORT']}"
-
-    @property
-    def log(self) -> str:
-        return (self.workdir / "up.log").read_text(errors="replace")
-
-
-@contextlib.contextmanager
-def make_up(workdir: Path, token: str, extra_env: dict | None = None):
-    """Run tools/up.py as `make up` does, on free ports, its SQLite file in `workdir`; yields a Kit.
-
-    Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
-    """
-    ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port()}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": token,
-           "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3"), **(extra_env or {})}
-    for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY"):
-        if name not in (extra_env or {}):
-            env.pop(name, None)
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "up.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    kit = Kit(ports, workdir, proc)
-    try:
-        for port in ports.values():
-            wait_for_port(port, 40, proc)
-        App(Service("up", [], ports["PORT"], workdir), token=token).wait_ready(timeout=30)
-        yield kit
-    finally:
-        stop_up(proc)
-
-
-def stop_up(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
-    """Stop tools/up.py with one signal to it alone (it stops its children in order: gunicorn
-    drains its writes), then its whole process group if it has not gone within `timeout`."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)

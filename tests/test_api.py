@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from .helpers import card_payload
+from loadtest.checkout import card_payload
+from rig.probe import poll_until
 
 
 def _initiate(client, **overrides):
@@ -93,10 +94,8 @@ def test_unknown_payment_is_404(client):
 
 def test_no_otp_issued_is_409(client, auth):
     payment_id = _orphan(client, auth)
-    deadline = time.monotonic() + 5  # the write runs on after the timeout
-    while client.get(f"/payment/{payment_id}").json["status"] != "awaiting_otp":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    # the write runs on after the timeout
+    assert poll_until(lambda: client.get(f"/payment/{payment_id}").json["status"] == "awaiting_otp", timeout=5)
     r = _verify(client, payment_id, "123456")
     assert r.status_code == 409 and r.json["error"] == "no_otp"
 

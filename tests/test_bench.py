@@ -7,7 +7,7 @@ import pytest
 from bench import cpu, results, stack, wrk
 
 
-@pytest.mark.integration
+@pytest.mark.services
 def test_wrk_script_checks_out_against_the_stub():
     with stack.app(None, "", "smoke", wsgi=stack.STUB, workers=1) as stub:
         with cpu.Meter([stub.service.proc.pid]) as used:

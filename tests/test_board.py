@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -13,29 +12,13 @@ import requests
 import rig
 from app import create_app
 from app.board import HISTORY_SECONDS, KEY_TTL_SECONDS, BoardStats, quantile_ms, ready_bucket
-
-from .helpers import card_payload, initiate, unique
-
-
-def wait_for(probe, timeout: float = 8.0, every: float = 0.1):
-    """Poll probe() until it returns something truthy; that value, or the last one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
+from loadtest.checkout import card_payload, initiate
+from rig.probe import poll_until, until_every_worker
 
 
-def worker_pids(url: str, path: str = "/health", tries: int = 80) -> set[str]:
-    """The worker pids that answer fresh connections, once two have (bounded)."""
-    pids: set[str] = set()
-    for _ in range(tries):
-        pids.add(requests.get(url + path, timeout=10, headers={"Connection": "close"}).headers["X-Worker-Pid"])
-        if len(pids) >= 2:
-            break
-        time.sleep(0.1)
-    return pids
+def board_once_ready(client, writes: int) -> dict:
+    """/board/data once it counts `writes` finished writes (the board's counts reach Redis a tick later)."""
+    return poll_until(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == writes and d)
 
 
 def history_total(data: dict, key: str) -> int:
@@ -46,12 +29,10 @@ def history_total(data: dict, key: str) -> int:
 # -- the page -------------------------------------------------------------------
 
 
-def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client):
-    r = client.get("/board")
-    assert r.status_code == 200 and r.mimetype == "text/html"
-    html = r.get_data(as_text=True)
+def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client, html_of):
+    html = html_of("/board")
     assert re.search(r'<strong id="board-mode"[^>]*>original</strong>', html)
-    assert '<script src="/static/board.js"' in html
+    assert '<script type="module" src="/static/board.js"' in html
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline script"
     assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
     assert not re.search(r"\sstyle\s*=", html), "inline style"
@@ -81,7 +62,7 @@ def test_board_data_without_traffic(client):
 def test_board_data_counts_otp_outcomes_ready_times_and_flips(client, auth):
     for _ in range(3):
         assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "awaiting_otp"
-    data = wait_for(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 3 and d)
+    data = board_once_ready(client, 3)
     now = data["current"]
     assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 0, 1.0)
     assert 0 < now["ready_p95_ms"] <= 400 + 10  # an OTP was issued, so each write beat the deadline
@@ -90,7 +71,7 @@ def test_board_data_counts_otp_outcomes_ready_times_and_flips(client, auth):
     assert client.patch("/admin/knobs", json={"otp_timeout_ms": 50}, headers=auth).status_code == 200
     assert client.put("/admin/db-mode", json={"mode": "audit"}, headers=auth).status_code == 200
     assert client.post("/payment/initiate", json=card_payload()).get_json()["status"] == "otp_unavailable"
-    data = wait_for(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == 4 and d)
+    data = board_once_ready(client, 4)
     now = data["current"]
     assert (now["otp_success"], now["otp_timeout"], now["otp_success_rate"]) == (3, 1, 0.75)
     assert now["ready_p95_ms"] > data["otp_timeout_ms"] == 50
@@ -128,6 +109,7 @@ def test_p95_window_history_and_ttl_with_a_fixed_clock(app):
     assert ttls and all(0 < ttl <= KEY_TTL_SECONDS for ttl in ttls)
 
 
+@pytest.mark.unit
 def test_quantile_and_buckets():
     assert quantile_ms({}, 0.95) is None
     assert ready_bucket(0.0) == 1 and ready_bucket(0.4) == 40 and ready_bucket(0.4001) == 41
@@ -167,9 +149,7 @@ def test_fifty_open_boards_read_redis_about_as_often_as_one(tmp_path):
 
 def test_board_without_redis_answers_503_and_payments_still_work(mongo_url):
     # Nothing listens on this port: every Redis call fails at once.
-    application = create_app({"mongo_url": mongo_url, "redis_url": f"redis://127.0.0.1:{rig.free_port()}/0",
-                              "mongo_db": unique("t_"), "key_prefix": unique("t:") + ":",
-                              "admin_token": rig.TEST_TOKEN, "secret_key": rig.TEST_SECRET})
+    application = create_app(rig.app_config(mongo_url=mongo_url, redis_url=f"redis://127.0.0.1:{rig.free_port()}/0"))
     try:
         client = application.test_client()
         r = client.post("/payment/initiate", json=card_payload())
@@ -185,21 +165,9 @@ def test_board_without_redis_answers_503_and_payments_still_work(mongo_url):
 # -- across gunicorn workers ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def app2(mongo_url, redis_url):
-    """A gunicorn app of this module's own (2 workers, its own key prefix: no other traffic)."""
-    application = rig.start_app("board", mongo_url, redis_url)
-    assert len(worker_pids(application.url)) == 2  # both workers booted
-    yield application
-    application.service.stop()
-
-
-def test_board_data_adds_up_over_both_workers(app2):
-    responses = []
-    with ThreadPoolExecutor(6) as pool:
-        # batches of fresh connections until both workers took payments (the kernel picks the worker)
-        while len(responses) < 200 and (len(responses) < 30 or len({r.headers["X-Worker-Pid"] for r in responses}) < 2):
-            responses += pool.map(lambda _: initiate(app2.url), range(10))
+def test_board_data_adds_up_over_both_workers(own_app):
+    app2 = own_app("board")  # its own key prefix: no other traffic on its board
+    responses = until_every_worker(lambda: initiate(app2.url), least=30)
     n = len(responses)
     assert all(r.status_code == 200 for r in responses)
     assert len({r.headers["X-Worker-Pid"] for r in responses}) == 2
@@ -219,7 +187,7 @@ def test_board_data_adds_up_over_both_workers(app2):
                 break
         return len(seen) == 2 and all(history_total(d, "ready_count") == n for d in seen.values()) and seen
 
-    seen = wait_for(complete_on_both_workers)
+    seen = poll_until(complete_on_both_workers, timeout=8)
     assert seen, board()[1]["history"]
     for data in seen.values():
         assert history_total(data, "otp_success") == issued

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import card_payload
+from loadtest.checkout import card_payload
 
 ADMIN_READS = ["/admin", "/admin/db-mode", "/admin/knobs", "/admin/history", "/admin/", "/admin/no-such"]
 

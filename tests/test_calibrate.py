@@ -18,12 +18,14 @@ def audit(*rates: tuple[int, float], n: int = 100) -> list[Step]:
     return [Step("audit", users, n, round(rate * n)) for users, rate in rates]
 
 
+@pytest.mark.unit
 def test_the_phases_are_the_last_healthy_count_the_one_nearest_80_percent_and_the_first_collapse():
     # RESULTS (f)'s shape on a quiet machine.
     steps = audit((1, 1.0), (2, 1.0), (3, 0.60), (5, 0.74), (8, 0.40), (12, 0.05))
     assert pick(steps) == {"healthy_users": 2, "subtle_users": 5, "collapse_users": 12}
 
 
+@pytest.mark.unit
 def test_a_busy_machine_still_gets_a_plan_that_climbs():
     steps = audit((1, 0.90), (2, 0.75), (3, 0.72), (5, 0.47), (8, 0.20), (10, 0.02))
     chosen = pick(steps)
@@ -31,6 +33,7 @@ def test_a_busy_machine_still_gets_a_plan_that_climbs():
     assert chosen["healthy_users"] <= chosen["subtle_users"] < chosen["collapse_users"]
 
 
+@pytest.mark.unit
 def test_the_interval_says_how_little_a_few_checkouts_prove():
     few, many = Step("audit", 3, 10, 8), Step("audit", 3, 1000, 800)
     assert few.interval()[0] < 0.5 < 0.9 < few.interval()[1]
@@ -39,8 +42,8 @@ def test_the_interval_says_how_little_a_few_checkouts_prove():
 
 
 @pytest.mark.timeout(180)
-def test_rehearse_measures_a_real_kit_and_writes_the_plan(live_sqlite_server, tmp_path):
-    app = live_sqlite_server
+def test_rehearse_measures_a_real_kit_and_writes_the_plan(live_sqlite, tmp_path):
+    app = live_sqlite
     out = tmp_path / "plan.json"
     result = subprocess.run(
         [sys.executable, "-m", "loadtest.calibrate", "--host", app.url, "--ladder", "1,12", "--seconds", "6",

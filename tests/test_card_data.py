@@ -9,17 +9,14 @@ key of the app and every captured log line is searched.
 from __future__ import annotations
 
 import re
-import time
 
-import pytest
 import redis
 import requests
 from bson import json_util
 from pymongo import MongoClient
 
 import rig
-
-from .helpers import future_expiry
+from loadtest.checkout import future_expiry
 
 # Test cards of four brands, each with a CVV no log line or document has a reason
 # to contain: a leading zero (never a pid, port, status, size or year).
@@ -40,14 +37,6 @@ def digits(number: str) -> str:
 def cvv_token(cvv: str) -> re.Pattern:
     """The CVV as a whole token: not inside a longer word, number or decimal fraction."""
     return re.compile(rf"(?<![\w.]){cvv}(?!\w|\.\d)")
-
-
-@pytest.fixture
-def logged_app(mongo_url, redis_url):
-    """A gunicorn app (2 workers) whose stdout and stderr, access log included, go to a file."""
-    application = rig.start_app("cards", mongo_url, redis_url, extra_env={"ACCESS_LOG": "-"})
-    yield application
-    application.service.stop()
 
 
 def pay(url: str, number: str, cvv: str) -> requests.Response:
@@ -71,8 +60,7 @@ def drive_payments(app: rig.App) -> dict:
                 assert v.json()["status"] == "succeeded", v.text
     # The loud failure: a deadline no audit write can meet, and its WARNING line.
     app.set_mode("audit")
-    app.admin("PATCH", "/admin/knobs", json={"silent_failures": False, "otp_timeout_ms": 50}).raise_for_status()
-    time.sleep(1.1)  # every worker sees a change within 1 s (each caches it briefly)
+    app.patch_knobs(silent_failures=False, otp_timeout_ms=50)
     for number, cvv in CARDS[:2]:
         r = pay(app.url, number, cvv)
         assert r.status_code == 503 and r.json()["error"] == "otp_unavailable", r.text
@@ -99,7 +87,9 @@ def redis_dump(rds: redis.Redis, prefix: str) -> str:
     return "\n".join(out)
 
 
-def test_no_card_number_or_cvv_at_rest_or_in_logs(logged_app, mongo_url, redis_url):
+def test_no_card_number_or_cvv_at_rest_or_in_logs(own_app, mongo_url, redis_url):
+    # Its stdout and stderr, access log included, go to the service's log file.
+    logged_app = own_app("cards", ACCESS_LOG="-")
     outcomes = drive_payments(logged_app)
     assert len(outcomes) == 3 * len(CARDS) + 2
 

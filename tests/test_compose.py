@@ -52,7 +52,7 @@ SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|_KEY$|CREDENTIAL")
 SETUP_HINT = "cp .env.example .env"
 MEMORY_BUDGET = 2 * 1024**3
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 
 @pytest.fixture(scope="module")

@@ -4,55 +4,27 @@ the running app really exports."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import time
 
 import pytest
-import requests
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 import rig
+from rig.probe import scrape
+from tools.dashboards import (
+    DASHBOARDS,
+    DATASOURCE_UID,
+    alert_rules,
+    dashboard_queries,
+    load_dashboard,
+    substitute,
+)
 
-from .helpers import initiate, verify
-
-DASHBOARDS = rig.ROOT / "dashboards"
-DASHBOARD_JSON = DASHBOARDS / "grafana" / "dashboards" / "paygate.json"
-RULES = DASHBOARDS / "prometheus" / "rules" / "paygate.yml"
-DATASOURCE_UID = "paygate-prometheus"
-# Grafana's variables, as Grafana would expand them for a short dashboard range.
-GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$__interval": "15s", "$__range": "5m"}
 # PromQL words that look like metric names but are not.
 PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "rate", "irate", "increase", "changes",
                 "histogram_quantile", "by", "without", "on", "ignoring", "group_left", "group_right",
                 "and", "or", "unless", "offset", "vector", "le", "bool"}
-
-
-def load_dashboard() -> dict:
-    """The dashboard JSON as Grafana loads it."""
-    return json.loads(DASHBOARD_JSON.read_text())
-
-
-def substitute(expr: str) -> str:
-    """An expression with Grafana's variables replaced, ready for Prometheus."""
-    for name, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(name, value)
-    return expr
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(where, expression) for every panel target and annotation of the dashboard."""
-    dash = load_dashboard()
-    out = [(f"panel {p['title']!r} {t['refId']}", t["expr"]) for p in dash["panels"] for t in p["targets"]]
-    out += [(f"annotation {a['name']!r}", a["expr"]) for a in dash["annotations"]["list"]]
-    return out
-
-
-def alert_rules() -> list[dict]:
-    """Every rule of our rule files."""
-    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
 
 
 def metric_names(expr: str) -> set[str]:
@@ -157,17 +129,10 @@ def test_metric_name_extraction_sees_through_labels_and_functions():
 
 
 @pytest.fixture
-def exported(live):
+def exported(live, touch_every_metric):
     """Every sample name the live app (2 gunicorn workers) exports once each metric was touched."""
-    live.admin("PATCH", "/admin/knobs", json={"otp_timeout_ms": 50}).raise_for_status()
-    live.set_mode("audit")
-    time.sleep(0.3)  # the workers' mode cache
-    initiate(live.url)  # a timeout: orphan, sync audit records
-    live.reset()
-    verify(live.url, "pay_" + "0" * 24, "123456")
-    time.sleep(0.6)  # the orphan's write completes
-    text = requests.get(live.url + "/metrics", timeout=10).text
-    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+    touch_every_metric(live)
+    return {s.name for family in scrape(live.url).values() for s in family.samples}
 
 
 def test_every_expression_names_only_metrics_the_app_exports(exported):

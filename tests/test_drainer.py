@@ -9,14 +9,18 @@ import pytest
 from bson.errors import InvalidDocument
 from pymongo import MongoClient
 
+import rig
 from app.store import AuditDrainer
 from app.store.mongo import MongoBackend
 from app.store.sqlite import SqliteBackend
 from rig import seed
+from rig.probe import poll_until
 
-from .helpers import unique
-
-UNDRAINED = 50_000
+# Payments whose worker died before its drainer copied their audit records: many batches of
+# BATCH on each backend. SQLite seeds 50,000 in seconds; FerretDB seeds about a thousand a second,
+# so it sweeps 10,000 here (twenty batches, the same code path) and the benchmark's drainer
+# section (bench/faults.py) measures its 50,000.
+UNDRAINED = {"ferretdb": 10_000, "sqlite": 50_000}
 
 
 def _audit_log_size(backend) -> int:
@@ -26,25 +30,26 @@ def _audit_log_size(backend) -> int:
         return conn.execute("SELECT COUNT(*) FROM audit_logs").fetchone()[0]
 
 
-@pytest.mark.integration
+@pytest.mark.services
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("kind", ["ferretdb", "sqlite"])
-def test_a_sweep_copies_every_record_of_50k_payments_whose_worker_died(kind, request, tmp_path):
+def test_a_sweep_copies_every_record_of_a_dead_workers_backlog(kind, request, tmp_path):
+    n = UNDRAINED[kind]
     if kind == "ferretdb":
-        url, name = request.getfixturevalue("mongo_url"), unique("drain_")
-        seed.seed_mongo(url, name, UNDRAINED, undrained=True)
+        url, name = request.getfixturevalue("mongo_url"), rig.unique("drain_")
+        seed.seed_mongo(url, name, n, undrained=True)
         client = MongoClient(url)
         backend = MongoBackend(client[name])
     else:
         path = tmp_path / "paygate.sqlite3"
-        seed.seed_sqlite(path, UNDRAINED, undrained=True)
+        seed.seed_sqlite(path, n, undrained=True)
         backend = SqliteBackend(path)
     try:
         drainer = AuditDrainer(backend, lambda: 0, grace_s=0)
         started = time.monotonic()
-        assert drainer.sweep() == 2 * UNDRAINED
-        print(f"{kind}: {2 * UNDRAINED} records swept in {time.monotonic() - started:.1f} s")
-        assert _audit_log_size(backend) == 2 * UNDRAINED
+        assert drainer.sweep() == 2 * n
+        print(f"{kind}: {2 * n} records swept in {time.monotonic() - started:.1f} s")
+        assert _audit_log_size(backend) == 2 * n
         assert drainer.sweep() == 0, "the next sweep covers only what came since"
     finally:
         if kind == "ferretdb":
@@ -68,6 +73,7 @@ class _FailsOnce:
         return getattr(self.backend, name)
 
 
+@pytest.mark.unit
 def test_the_drainer_thread_survives_any_error_and_loses_nothing(tmp_path, caplog):
     backend = SqliteBackend(tmp_path / "paygate.sqlite3")
     seed.seed_sqlite(backend.path, 3, undrained=True)
@@ -79,10 +85,7 @@ def test_the_drainer_thread_survives_any_error_and_loses_nothing(tmp_path, caplo
         drainer.notify(payment_id)
     with caplog.at_level(logging.WARNING, logger="paygate"):
         drainer.start()
-        deadline = time.monotonic() + 10
-        while _audit_log_size(backend) < 6:
-            assert time.monotonic() < deadline, "the drainer stopped after the error"
-            time.sleep(0.05)
+        assert poll_until(lambda: _audit_log_size(backend) >= 6, timeout=10), "the drainer stopped after the error"
         drainer.stop()
     assert drainer.backlog == 0
     assert any("InvalidDocument" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)

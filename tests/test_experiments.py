@@ -19,6 +19,8 @@ import rig
 from experiments import run as runner
 from loadtest import plan as plans
 
+pytestmark = pytest.mark.unit
+
 EXPERIMENTS = sorted((rig.ROOT / "experiments").glob("*.yaml"))
 NAMES = [p.stem for p in EXPERIMENTS]
 

@@ -1,7 +1,8 @@
 """Faults under load, nothing lost: Redis down, MongoDB down, a worker killed mid-write.
 
-Each test runs its own redis-server, FerretDB and gunicorn (2 workers), so
-stopping one of them never disturbs another test. A few threads loop
+The module runs its own redis-server, FerretDB and gunicorn (2 workers), so
+stopping one of them never disturbs another module's tests; each test starts
+from a healthy stack in mode original (the `stack` fixture). A few threads loop
 initiate → verify while the fault happens; afterwards every payment id handed
 out is in MongoDB, every `succeeded` is succeeded there and charged once, the
 count of writes in flight drains to zero by itself, and the same app (no
@@ -11,7 +12,6 @@ restart) is ready and takes a fresh checkout.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import threading
 import time
@@ -24,11 +24,8 @@ from pymongo import MongoClient
 
 import rig
 from app.contention import ENTRY_TTL_S
-
-from .helpers import initiate, verify
-
-PREFIX = "faults:"
-DB = "faults"
+from loadtest.checkout import initiate, verify
+from rig.probe import metric, poll_until
 
 
 @dataclass
@@ -41,34 +38,42 @@ class Stack:
 
     def db(self):
         client = MongoClient(f"mongodb://127.0.0.1:{self.mongo.port}/", serverSelectionTimeoutMS=10000)
-        return client, client[DB]
+        return client, client[self.app.db_name]
 
     def rds(self) -> redis.Redis:
         return redis.Redis(port=self.redis.port, decode_responses=True, socket_timeout=2)
 
-    def worker_pids(self) -> list[int]:
-        """The gunicorn workers: children of the master process."""
-        master = self.app.service.proc.pid
-        with open(f"/proc/{master}/task/{master}/children") as f:
-            return [int(p) for p in f.read().split()]
 
-
-@pytest.fixture
-def stack():
+@pytest.fixture(scope="module")
+def services():
+    """This module's own Redis, FerretDB and app: its faults disturb no other module's tests."""
     work = rig.temp_dir("faults")
     rds = rig.redis_server(work / "redis").start()
     mongo = rig.ferretdb(work / "ferretdb").start()
-    svc = rig.gunicorn(work / "gunicorn", f"mongodb://127.0.0.1:{mongo.port}/", f"redis://127.0.0.1:{rds.port}/0",
-                       workers=2, extra_env={"MONGO_DB": DB, "PAYGATE_KEY_PREFIX": PREFIX})
     try:
-        svc.start()
-        app = rig.App(svc)
-        app.wait_ready()
-        yield Stack(rds, mongo, app)
+        app = rig.start_app("faults", f"mongodb://127.0.0.1:{mongo.port}/", f"redis://127.0.0.1:{rds.port}/0")
+        try:
+            yield Stack(rds, mongo, app)
+        finally:
+            app.service.stop()
     finally:
-        svc.stop()
         mongo.stop()
         rds.stop()
+
+
+@pytest.fixture
+def stack(services):
+    """The module's stack as a fresh one would be: every server up, the app ready, mode original, default knobs.
+
+    Each test ends with the app recovered from its fault (`assert_came_through`); this puts back
+    anything a failed test left behind, so one failure does not cascade into the next test.
+    """
+    for server in (services.redis, services.mongo):
+        if not server.running:
+            server.start()
+    services.app.wait_ready(timeout=20)
+    services.app.reset()
+    return services
 
 
 @dataclass
@@ -114,7 +119,12 @@ class Load:
                 with self._lock:
                     self.errors.append(repr(err))
                 http = requests.Session()  # the connection may be dead
-                time.sleep(0.05)
+                self._stop.wait(0.05)  # a pause before the retry, not a wait for anything
+
+    def runs(self, more: int = 5, timeout: float = 20.0) -> None:
+        """Wait until `more` initiates have been answered from now on (the load runs, whatever the fault)."""
+        start = len(self.initiates)
+        assert poll_until(lambda: len(self.initiates) >= start + more, timeout), "the load stalled"
 
     def handed_out(self) -> set[str]:
         return {b["payment_id"] for _, b in self.initiates if b.get("payment_id")}
@@ -138,28 +148,48 @@ def assert_nothing_lost(stack: Stack, load: Load) -> None:
         assert docs[pid]["status"] == "succeeded" and pid in charged, docs[pid]
 
 
-def inflight_gauge(url: str) -> float:
-    text = requests.get(url + "/metrics", timeout=5).text
-    return float(re.search(r"^paygate_inflight_writes(?:\{[^}]*\})? (\S+)$", text, re.M).group(1))
+def timed_initiates(url: str, n: int) -> list[tuple[float, requests.Response]]:
+    """n initiates one after the other, each with the seconds it took."""
+    def one() -> tuple[float, requests.Response]:
+        started = time.monotonic()
+        r = initiate(url)
+        return time.monotonic() - started, r
+
+    return [one() for _ in range(n)]
+
+
+def states_served(url: str) -> dict[str, bool]:
+    """{worker pid: whether its state is fresh from Redis} for the workers that answer a few fresh connections."""
+    served = {}
+    for _ in range(20):
+        r = requests.get(url + "/debug/config", timeout=5, headers={"Connection": "close"})
+        served[r.headers["X-Worker-Pid"]] = r.json()["redis_ok"]
+    return served
 
 
 def published(stack: Stack) -> dict[int, int]:
     """Writes in flight as each worker last published them to Redis: {worker pid: count}."""
-    entries = stack.rds().hgetall(PREFIX + "inflight")
+    entries = stack.rds().hgetall(stack.app.prefix + "inflight")
     return {int(worker.split(":")[-2]): int(value.split()[0]) for worker, value in entries.items()}
 
 
 def assert_inflight_drains(stack: Stack, within: float) -> None:
     """The count of writes in flight (Redis and the gauge) returns to zero by itself."""
-    deadline = time.monotonic() + within
-    gauge = counts = None
-    while time.monotonic() < deadline:
-        gauge = inflight_gauge(stack.app.url)
-        counts = published(stack)
-        if gauge == 0 and not any(counts.values()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"writes in flight did not drain: gauge {gauge}, published {counts}")
+    seen = {}
+
+    def drained() -> bool:
+        seen.update(gauge=metric(stack.app.url, "paygate_inflight_writes"), published=published(stack))
+        return seen["gauge"] == 0 and not any(seen["published"].values())
+
+    assert poll_until(drained, timeout=within, every=0.2), f"writes in flight did not drain: {seen}"
+
+
+def ready_answer(url: str, status: int) -> requests.Response:
+    """The first /ready answer with this status (or the last one after 10 s)."""
+    last = []
+    poll_until(lambda: last.append(requests.get(url + "/ready", timeout=5)) or last[-1].status_code == status,
+               timeout=10, every=0.1)
+    return last[-1]
 
 
 def assert_recovered(stack: Stack) -> None:
@@ -170,109 +200,98 @@ def assert_recovered(stack: Stack) -> None:
     assert verify(stack.app.url, r.json()["payment_id"], r.json()["otp"]).json()["status"] == "succeeded"
 
 
+def assert_came_through(stack: Stack, load: Load) -> None:
+    """After a fault: nothing lost, the writes in flight drained by themselves, and the same app recovered."""
+    assert_nothing_lost(stack, load)
+    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
+    assert_recovered(stack)
+
+
 def slow_writes_without_collapse(stack: Stack) -> None:
     """Mode audit (two 100 ms audit delays per write) with little contention, so
     three users keep writes in flight without the audit collapse."""
     stack.app.set_mode("audit")
-    stack.app.admin("PATCH", "/admin/knobs", json={"contention_ms_per_write": 10}).raise_for_status()
-    time.sleep(1.1)  # every worker sees a change within 1 s
+    stack.app.patch_knobs(contention_ms_per_write=10)
 
 
 def test_redis_stops_and_restarts_under_load(stack):
     slow_writes_without_collapse(stack)  # audit: the last known mode, kept through the outage
     with Load(stack.app.url) as load:
-        time.sleep(3)
+        load.runs()
         stack.redis.stop()
-        time.sleep(1.5)  # every worker notices (it retries Redis once a second)
-        ready = requests.get(stack.app.url + "/ready", timeout=5)
+        ready = ready_answer(stack.app.url, 503)
         assert ready.status_code == 503 and "redis" in ready.json()["message"]
         assert ready.json()["checks"]["mongodb"] == "ok"
         during = [initiate(stack.app.url) for _ in range(3)]
         stack.redis.start()
-        time.sleep(4)
+        assert ready_answer(stack.app.url, 200).status_code == 200
+        load.runs()
     for r in during:
         # Served, in the last known mode (an audit write of ~290 ms may still miss
         # the 400 ms deadline on a busy machine: that is the silent failure, not an error).
         assert r.status_code == 200 and r.json()["status"] in ("awaiting_otp", "otp_unavailable"), r.text
         status = requests.get(f"{stack.app.url}/payment/{r.json()['payment_id']}", timeout=5).json()
         assert status["mode"] == "audit"
-    assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
-    assert_recovered(stack)
+    assert_came_through(stack, load)
 
 
 def test_redis_hangs_under_load_and_original_keeps_issuing_otps(stack):
     with Load(stack.app.url) as load:
-        time.sleep(2)
+        load.runs()
         with stack.redis.fault("hang"):
-            time.sleep(1.5)  # every worker's sync loop has met the hang by now
+            # Every worker's sync loop has met the hang: each serves its last known state.
+            assert poll_until(lambda: (served := states_served(stack.app.url)) and len(served) == 2
+                              and not any(served.values()), timeout=10), "a worker never noticed"
             hang_started = len(load.initiates)
-            timed = []
-            for _ in range(10):
-                started = time.monotonic()
-                r = initiate(stack.app.url)
-                timed.append((time.monotonic() - started, r))
+            timed = timed_initiates(stack.app.url, 10)
             ready = requests.get(stack.app.url + "/ready", timeout=5)
-            time.sleep(2)
+            load.runs()
             during = load.initiates[hang_started:]
-        time.sleep(2)
+        load.runs()
     for elapsed, r in timed:
         assert r.status_code == 200 and r.json()["status"] == "awaiting_otp", r.text
         assert elapsed < 0.4, f"a checkout waited {elapsed:.2f} s on the hanging Redis"
     assert ready.status_code == 503 and "redis" in ready.json()["message"], ready.text
     issued = sum(body.get("status") == "awaiting_otp" for _, body in during)
     assert during and issued == len(during), f"{issued} of {len(during)} checkouts got an OTP while Redis hung"
-    assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
-    assert_recovered(stack)
+    assert_came_through(stack, load)
 
 
 @pytest.mark.parametrize("kind", ["stop", "hang"])
 def test_mongodb_stopped_or_hung_under_load_answers_503_within_2_s_and_recovers(stack, kind):
     with Load(stack.app.url) as load:
-        time.sleep(2)
+        load.runs()
         with stack.mongo.fault(kind):
-            probes = []
-            for _ in range(3):
-                started = time.monotonic()
-                r = initiate(stack.app.url)
-                probes.append((time.monotonic() - started, r))
+            probes = timed_initiates(stack.app.url, 3)
             ready = requests.get(stack.app.url + "/ready", timeout=5)
-        time.sleep(3)
+        load.runs()
     for elapsed, r in probes:
         assert r.status_code == 503 and r.json()["error"] == "store_unavailable", r.text
         assert elapsed < 2.0, f"503 after {elapsed:.2f} s"
     assert ready.status_code == 503 and "mongodb" in ready.json()["message"]
-    assert_nothing_lost(stack, load)
-    assert_inflight_drains(stack, within=ENTRY_TTL_S + 10)
-    assert_recovered(stack)
+    assert_came_through(stack, load)
 
 
 def test_worker_killed_mid_write(stack):
     # Writes of about 1.4 s (4 round trips of 300 ms, two audit delays) under a
     # 3 s OTP deadline: a worker serving a user is nearly always mid-write.
     stack.app.set_mode("audit")
-    stack.app.admin("PATCH", "/admin/knobs", json={"contention_ms_per_write": 10, "write_latency_ms": 300,
-                                                   "otp_timeout_ms": 3000}).raise_for_status()
-    time.sleep(1.1)
-    workers = stack.worker_pids()
+    stack.app.patch_knobs(contention_ms_per_write=10, write_latency_ms=300, otp_timeout_ms=3000)
+    workers = stack.app.workers()
     assert len(workers) == 2
     with Load(stack.app.url) as load:
-        deadline = time.monotonic() + 15
-        while not (load.last_pid in workers and published(stack).get(load.last_pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll_until(lambda: load.last_pid in workers and published(stack).get(load.last_pid), timeout=15)
         victim = load.last_pid if load.last_pid in workers else workers[0]
-        time.sleep(0.2)  # its user has sent the next initiate: a write is under way
-        assert published(stack).get(victim), "no write in flight to interrupt"
+        # Its users keep sending initiates: a write is under way.
+        assert poll_until(lambda: published(stack).get(victim), timeout=5), "no write in flight to interrupt"
         os.kill(victim, signal.SIGKILL)
-        time.sleep(ENTRY_TTL_S + 1)
         # The dead worker's writes stop counting once its entry expires: the survivors delete it.
-        assert victim not in published(stack), "the killed worker's writes still count"
-    after = stack.worker_pids()
+        assert poll_until(lambda: victim not in published(stack), timeout=ENTRY_TTL_S + 5), \
+            "the killed worker's writes still count"
+    after = stack.app.workers()
     assert victim not in after and len(after) == 2  # gunicorn replaced it
     assert load.errors, "the killed worker's users saw their connection drop"
     assert_nothing_lost(stack, load)
     assert_inflight_drains(stack, within=ENTRY_TTL_S + 15)
     stack.app.reset()
-    time.sleep(1.1)
     assert_recovered(stack)

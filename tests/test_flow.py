@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from .helpers import TEST_CARD, initiate, verify
+from loadtest.checkout import TEST_CARD, initiate, verify
 
 
 def test_checkout_with_the_demo_test_card(live, live_db):

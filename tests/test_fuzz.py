@@ -76,11 +76,9 @@ def json_error_body(ctx: CheckContext, response, case) -> bool | None:
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(mongo_url, redis_url):
+def fuzz_app(own_app):
     """A gunicorn app of its own (2 workers) on the session's Redis and FerretDB."""
-    application = rig.start_app("fuzz", mongo_url, redis_url)
-    yield application
-    application.service.stop()
+    return own_app("fuzz")
 
 
 @pytest.fixture(scope="module")

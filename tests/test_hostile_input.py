@@ -9,7 +9,6 @@ request stores nothing.
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,8 +16,7 @@ import requests
 
 import rig
 from app import create_app
-
-from .helpers import card_payload, initiate, unique, verify
+from loadtest.checkout import card_payload, initiate, verify
 
 INJECTIONS = [{"$ne": ""}, {"$gt": ""}, {"$regex": ".*"}, ["4111111111111111"], [],
               {"nested": {"$ne": None}}, {"$where": "1 == 1"}]
@@ -221,7 +219,7 @@ def admin_state(url: str) -> tuple:
 
 def test_admin_writes_without_the_right_token_are_401_and_change_nothing(live):
     live.set_mode("audit-async")  # a state that a reset would visibly undo
-    time.sleep(0.3)  # past every worker's 100 ms cache: whichever answers shows audit-async
+    # the flip answered once every worker served it: whichever answers shows audit-async
     before = admin_state(live.url)
     for method, path, body in ADMIN_WRITES:
         for headers in BAD_AUTH:
@@ -245,22 +243,36 @@ def test_debug_config_of_the_live_app_shows_no_secret(live):
         assert rig.TEST_TOKEN not in text and rig.TEST_SECRET not in text, path
 
 
-def test_debug_config_redacts_passwords_in_urls(mongo_service, redis_service):
-    mongo_pw, redis_pw = unique("m0ngo-pw-"), unique("red1s-pw-")
-    app = create_app({"mongo_url": f"mongodb://paygate:{mongo_pw}@127.0.0.1:{mongo_service.port}/",
-                      "redis_url": f"redis://default:{redis_pw}@127.0.0.1:{redis_service.port}/0",
-                      "mongo_db": unique("t_"), "key_prefix": unique("t:") + ":", "START_BACKGROUND": False,
-                      "admin_token": rig.TEST_TOKEN, "secret_key": rig.TEST_SECRET})
+def debug_settings(mongo_url: str, redis_url: str, *secrets: str) -> dict:
+    """The settings /debug/config shows for an app on these URLs, once none of `secrets` is in its answer."""
+    app = create_app(rig.app_config(mongo_url=mongo_url, redis_url=redis_url, START_BACKGROUND=False))
     try:
         r = app.test_client().get("/debug/config")
-        assert r.status_code == 200
+        assert r.status_code == 200, r.get_data(as_text=True)[:300]
         text = r.get_data(as_text=True)
-        for secret in (mongo_pw, redis_pw, rig.TEST_TOKEN, rig.TEST_SECRET):
+        for secret in (*secrets, rig.TEST_TOKEN, rig.TEST_SECRET):
             assert secret not in text
-        settings = r.get_json()["settings"]
-        assert settings["mongo_url"] == f"mongodb://paygate:***@127.0.0.1:{mongo_service.port}/"
-        assert settings["redis_url"] == f"redis://default:***@127.0.0.1:{redis_service.port}/0"
+        return r.get_json()["settings"]
     finally:
-        # Only the client: FerretDB refuses the made-up credentials, so a full
-        # close (which flushes audit outboxes) would wait on a database it cannot use.
+        # Only the client: a full close would flush audit outboxes into a database it cannot use
+        # (FerretDB refuses the made-up credentials; the two hosts below are not there).
         app.extensions["paygate"].backends.store.db.client.close()
+
+
+def test_debug_config_redacts_passwords_in_urls(mongo_service, redis_service):
+    mongo_pw, redis_pw = rig.unique("m0ngo-pw-"), rig.unique("red1s-pw-")
+    settings = debug_settings(f"mongodb://paygate:{mongo_pw}@127.0.0.1:{mongo_service.port}/",
+                              f"redis://default:{redis_pw}@127.0.0.1:{redis_service.port}/0", mongo_pw, redis_pw)
+    assert settings["mongo_url"] == f"mongodb://paygate:***@127.0.0.1:{mongo_service.port}/"
+    assert settings["redis_url"] == f"redis://default:***@127.0.0.1:{redis_service.port}/0"
+
+
+def test_debug_config_answers_with_a_multi_host_url(redis_url):
+    mongo_pw, redis_pw = rig.unique("m0ngo-pw-"), rig.unique("red1s-pw-")
+    # Two MongoDB hosts with ports: urlsplit cannot read the port (it raised, /debug/config was a 500).
+    # Nothing connects to them: /debug/config reads only Redis.
+    hosts = f"127.0.0.1:{rig.free_port()},127.0.0.1:{rig.free_port()}"
+    mongo_url = f"mongodb://paygate:{mongo_pw}@{hosts}/?replicaSet=rs0&tlsCertificateKeyFilePassword={mongo_pw}"
+    settings = debug_settings(mongo_url, f"{redis_url}?password={redis_pw}", mongo_pw, redis_pw)
+    assert settings["mongo_url"] == f"mongodb://paygate:***@{hosts}/?replicaSet=rs0&tlsCertificateKeyFilePassword=***"
+    assert settings["redis_url"] == f"{redis_url}?password=***"

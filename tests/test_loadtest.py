@@ -21,9 +21,11 @@ import requests
 
 import rig
 from loadtest import plan as plans
+from loadtest.checkout import ready_model_ms
 from loadtest.contention import wait_drained
+from rig.probe import poll_until
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.services
 
 ROOT = rig.ROOT
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -41,14 +43,10 @@ def locust(url: str, out: Path, users: int, seconds: int, think: float) -> dict[
     return {"stats": read("stats"), "failures": read("failures")}
 
 
-def patch_knobs(live, **knobs) -> None:
-    live.admin("PATCH", "/admin/knobs", json=knobs).raise_for_status()
-
-
 def test_locust_records_no_failure_on_a_healthy_gateway(live, tmp_path):
     # The deadline is widened so that a busy CI machine cannot make `original` miss it:
     # this test is about the locustfile not reporting false failures.
-    patch_knobs(live, otp_timeout_ms=5000)
+    live.patch_knobs(otp_timeout_ms=5000)
     result = locust(live.url, tmp_path, users=3, seconds=5, think=0.2)
 
     rows = {r["Name"]: r for r in result["stats"]}
@@ -91,25 +89,20 @@ def test_simulate_fails_when_the_app_is_unreachable():
     assert "cannot reach" in done.stderr and done.stdout == ""
 
 
-def mode_of(live) -> str:
-    return requests.get(live.url + "/admin/db-mode", timeout=5).json()["mode"]
-
-
 def test_contention_measures_audit_and_restores_the_mode_it_found(live):
     live.set_mode("audit-async")
-    knobs = requests.get(live.url + "/admin/knobs", timeout=5).json()["knobs"]
+    knobs = live.knobs()
     done = subprocess.run([sys.executable, "-m", "loadtest.contention", "--host", live.url, "--sizes", "1,3"],
                           cwd=ROOT, env={**ENV, "ADMIN_TOKEN": live.token}, capture_output=True, text=True,
                           timeout=90)
     assert done.returncode == 0, done.stderr
-    assert mode_of(live) == "audit-async"
+    assert live.mode() == "audit-async"
 
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if re.match(r"^\| \d", line)]
     assert [int(r[0]) for r in rows] == [1, 3]
     for n, measured, model, _original, otp in rows:
-        w, a, c = knobs["write_latency_ms"], knobs["audit_delay_ms"], knobs["contention_ms_per_write"]
-        assert float(model) == 4 * w + 2 * a + int(n) * c
-        assert float(measured.split()[0]) >= 2 * a  # the two audit delays really ran
+        assert float(model) == ready_model_ms(knobs, "audit", int(n))
+        assert float(measured.split()[0]) >= 2 * knobs["audit_delay_ms"]  # the two audit delays really ran
         assert re.match(rf"^ \d+/{int(n)} issued", otp)
     assert [r[3].strip() for r in rows] == ["300", "400"]
 
@@ -119,20 +112,16 @@ def test_contention_restores_the_mode_on_ctrl_c(live):
                             cwd=ROOT, env={**ENV, "ADMIN_TOKEN": live.token}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        seen = None
-        while seen != "audit" and proc.poll() is None and time.monotonic() < deadline:
-            seen = mode_of(live)  # one answer only: another worker may still serve its cached mode
-            time.sleep(0.05)
-        assert seen == "audit", proc.stderr.read()[-1500:] if proc.poll() is not None else "never flipped"
+        # The tool flipped (the flip answers once every worker serves it) or died trying.
+        poll_until(lambda: proc.poll() is not None or live.mode() == "audit", timeout=30)
+        assert live.mode() == "audit", proc.stderr.read()[-1500:] if proc.poll() is not None else "never flipped"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    time.sleep(0.3)  # past every worker's runtime cache
-    assert mode_of(live) == "original"
+    assert live.mode() == "original"  # the restoring flip answered once every worker served it
     assert "mode restored to original" in err
     wait_drained(live.url)
 
@@ -147,7 +136,7 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         rig.wait_for_port(port, timeout=30, proc=proc)
-        time.sleep(1)
+        time.sleep(1)  # time enough for a wrongly auto-started run to show: nothing to poll for
         assert requests.get(ui + "/stats/requests", timeout=5).json()["state"] == "ready"  # not auto-started
         page = requests.get(ui + "/", timeout=5).text
         assert re.search(r'"available_shape_classes": \["Default", "RushThenQuiet", "WorkshopRamp"\]', page)
@@ -157,13 +146,13 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
                                                       "shape_class": "Default", "user_classes": "CheckoutUser",
                                                       "think_time": "0.2"}, timeout=5)
         assert started.json()["success"] is True
-        deadline = time.monotonic() + 15
         stats = {}
-        while time.monotonic() < deadline:
-            stats = requests.get(ui + "/stats/requests", timeout=5).json()
-            if any(s["name"] == "/payment/verify-otp" and s["num_requests"] for s in stats["stats"]):
-                break
-            time.sleep(0.3)
+
+        def verified() -> bool:
+            stats.update(requests.get(ui + "/stats/requests", timeout=5).json())
+            return any(s["name"] == "/payment/verify-otp" and s["num_requests"] for s in stats["stats"])
+
+        poll_until(verified, timeout=15, every=0.3)
         assert stats["user_count"] == 2
         assert any(s["name"] == "/payment/verify-otp" and s["num_requests"] for s in stats["stats"]), stats
         requests.get(ui + "/stop", timeout=5)

@@ -15,7 +15,6 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-import rig
 from app.instrumentation import METHODS, method_label, status_label
 
 HTTP = "paygate_http_request_duration_seconds"
@@ -25,11 +24,9 @@ KNOWN_PATHS = ("/", "/health", "/admin", "/admin/knobs", "/board/data", "/paymen
 
 
 @pytest.fixture(scope="module")
-def labels_app(mongo_url, redis_url):
+def labels_app(own_app):
     """An app of this module's own, so no other test adds series between two scrapes."""
-    application = rig.start_app("labels", mongo_url, redis_url, workers=2)
-    yield application
-    application.service.stop()
+    return own_app("labels")
 
 
 def made_up_method(rng: random.Random) -> str:
@@ -107,11 +104,13 @@ def test_made_up_methods_and_paths_add_no_series(labels_app):
 @pytest.mark.parametrize(("method", "label"), [("GET", "GET"), ("HEAD", "HEAD"), ("OPTIONS", "OPTIONS"),
                                                ("DELETE", "DELETE"), ("BREW", "other"), ("PROPFIND", "other"),
                                                ("TRACE", "other"), ("CONNECT", "other"), ("get", "other")])
+@pytest.mark.unit
 def test_method_label_keeps_the_usual_seven(method, label):
     assert method_label(method) == label
 
 
 @pytest.mark.parametrize(("status", "label"), [(200, "200"), (404, "404"), (418, "418"), (503, "503"),
                                                (299, "other"), (999, "other"), (0, "other"), (-1, "other")])
+@pytest.mark.unit
 def test_status_label_is_a_defined_http_status(status, label):
     assert status_label(status) == label

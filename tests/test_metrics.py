@@ -1,25 +1,19 @@
 """Prometheus metrics under real gunicorn (2 workers, multiprocess mode, real Redis + FerretDB).
 
 Each test reads /metrics before and after what it does and checks the
-difference, parsed with prometheus_client's own parser.
+difference, parsed with prometheus_client's own parser (rig.probe.scrape).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-import rig
-
-from .helpers import initiate, verify
-from .test_board import worker_pids
+from loadtest.checkout import initiate, verify
+from rig.probe import parallel, poll_until, scrape, total, until_every_worker, worker_pids, writes_done
 
 SPEC_METRICS = {
     "paygate_http_request_duration_seconds": ("histogram", {"route", "method", "status"}),
@@ -34,62 +28,20 @@ SPEC_METRICS = {
 }
 
 
-# Each worker trusts its copy of mode and knobs for 100 ms: wait that out after a change.
-CACHE_S = 0.3
-
-
-@pytest.fixture(scope="module")
-def app2(mongo_url, redis_url):
-    """A gunicorn app of this module's own: 2 workers, a fresh metrics directory."""
-    application = rig.start_app("metrics", mongo_url, redis_url)
-    assert len(worker_pids(application.url)) == 2  # both workers booted
-    application.metrics_dir = application.service.workdir / "metrics"
-    yield application
-    application.service.stop()
-
-
 @pytest.fixture
-def app(app2):
-    """The module's app, back to mode original with default knobs around each test."""
-    app2.reset()
-    yield app2
-    app2.reset()
-
-
-def scrape(url: str) -> dict:
-    """name -> family (type, samples) from one /metrics answer, on a fresh connection."""
-    r = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"})
-    assert r.status_code == 200
-    assert r.headers["Content-Type"].startswith("text/plain")
-    families = {}
-    for family in text_string_to_metric_families(r.text):
-        families[family.name] = family
-    return families
-
-
-def total(families: dict, name: str, sample: str | None = None, **labels) -> float:
-    """Sum of the samples of `name` (a counter's `_total`, a histogram's `_count`) matching labels."""
-    family_name = name.removesuffix("_total")
-    family = families.get(family_name)
-    if family is None:
-        return 0.0
-    wanted = sample or (family_name + "_total" if family.type == "counter" else family_name)
-    return sum(s.value for s in family.samples
-               if s.name == wanted and all(s.labels.get(k) == v for k, v in labels.items()))
-
-
-def parallel(fn, n: int, threads: int = 6) -> list:
-    """Run fn(i) n times on a few threads (fresh connections spread over both workers)."""
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(fn, range(n)))
+def app(own_app):
+    """The module's gunicorn app (2 workers, a fresh metrics directory), back to mode original with default
+    knobs around each test."""
+    application = own_app("metrics")
+    application.metrics_dir = application.service.workdir / "metrics"
+    application.reset()
+    yield application
+    application.reset()
 
 
 def test_otp_generation_total_is_exactly_the_number_of_initiates_across_workers(app):
     before = scrape(app.url)
-    responses = []
-    # batches of fresh connections until both workers took payments (the kernel picks the worker)
-    while len(responses) < 200 and (len(responses) < 40 or len({r.headers["X-Worker-Pid"] for r in responses}) < 2):
-        responses += parallel(lambda _: initiate(app.url), 10)
+    responses = until_every_worker(lambda: initiate(app.url), least=40)
     n = len(responses)
     assert all(r.status_code == 200 for r in responses)
     pids = {r.headers.get("X-Worker-Pid") for r in responses}
@@ -107,15 +59,8 @@ def test_otp_generation_total_is_exactly_the_number_of_initiates_across_workers(
             - total(before, "paygate_payment_ready_seconds", sample="paygate_payment_ready_seconds_count")) == n
 
 
-def test_every_spec_metric_is_exported_with_its_type_and_labels(app):
-    # Touch every metric at least once: flips, an orphaned payment with its audit records, a verify.
-    app.admin("PATCH", "/admin/knobs", json={"otp_timeout_ms": 50}).raise_for_status()
-    app.set_mode("audit")
-    time.sleep(CACHE_S)
-    body = initiate(app.url).json()
-    app.reset()
-    verify(app.url, "pay_" + "0" * 24, "123456")
-    time.sleep(0.6)  # the orphan's write completes after its deadline
+def test_every_spec_metric_is_exported_with_its_type_and_labels(app, touch_every_metric):
+    body = touch_every_metric(app)
     families = scrape(app.url)
     for name, (kind, labels) in SPEC_METRICS.items():
         family = families.get(name.removesuffix("_total"))  # the parser names counters without _total
@@ -176,7 +121,6 @@ def test_db_mode_gauge_names_exactly_one_mode_whichever_worker_is_scraped(app):
     assert all(ones(f) == {"original"} for f in scrapes())
     before = scrape(app.url)
     app.set_mode("audit")
-    time.sleep(CACHE_S)
     results = scrapes()
     assert all(ones(f) == {"audit"} for f in results), [ones(f) for f in results]
     assert (total(results[-1], "paygate_db_mode_changes_total", to="audit")
@@ -186,26 +130,26 @@ def test_db_mode_gauge_names_exactly_one_mode_whichever_worker_is_scraped(app):
 def test_audit_orphans_and_inflight(app):
     before = scrape(app.url)
     # audit at a 50 ms deadline: the write (4w + 2a ≈ 260 ms) cannot make it.
-    app.admin("PATCH", "/admin/knobs", json={"otp_timeout_ms": 50}).raise_for_status()
+    app.patch_knobs(otp_timeout_ms=50)
     app.set_mode("audit")
-    time.sleep(CACHE_S)
+    done = writes_done(app.url, "audit")
     r = initiate(app.url)
     assert r.json()["status"] == "otp_unavailable"
-    time.sleep(0.6)  # the write runs on after the deadline and completes
+    assert poll_until(lambda: writes_done(app.url, "audit") > done)  # the write runs on after the deadline
     app.set_mode("audit-async")
-    app.admin("PATCH", "/admin/knobs", json={"otp_timeout_ms": 400}).raise_for_status()
-    time.sleep(CACHE_S)
+    app.patch_knobs(otp_timeout_ms=400)
     assert initiate(app.url).json()["status"] == "awaiting_otp"
 
     def delta(name, **labels):
         return total(after, name, **labels) - total(before, name, **labels)
 
-    deadline = time.monotonic() + 10
-    while True:  # the outbox drainer moves the async records within a second or so
+    def drained():  # the outbox drainer moves the async records within a second or so
+        nonlocal after
         after = scrape(app.url)
-        if delta("paygate_audit_records_total", path="async") >= 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+        return delta("paygate_audit_records_total", path="async") >= 2
+
+    after = {}
+    poll_until(drained, timeout=10, every=0.2)
     assert delta("paygate_otp_generation_total", mode="audit", result="timeout") == 1
     assert delta("paygate_orphaned_intents_total", mode="audit") == 1
     assert delta("paygate_audit_records_total", path="sync") == 2
@@ -217,25 +161,13 @@ def test_audit_orphans_and_inflight(app):
 def test_a_killed_worker_keeps_its_counts_and_drops_its_live_gauges(app):
     before = scrape(app.url)
     parallel(lambda _: scrape(app.url), 12, threads=4)  # both workers write their gauge files
-    master = app.service.proc.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    victim = int(children[0])
+    victim = app.workers()[0]
     assert list(app.metrics_dir.glob(f"gauge_livemostrecent_{victim}.db"))
     os.kill(victim, signal.SIGKILL)
     # gunicorn replaces the worker; its child_exit hook marks the dead one
-    assert wait_until(lambda: str(victim) not in worker_pids(app.url) and len(worker_pids(app.url)) == 2)
+    assert poll_until(lambda: str(victim) not in worker_pids(app.url) and len(worker_pids(app.url)) == 2, timeout=20)
     assert not list(app.metrics_dir.glob(f"gauge_livemostrecent_{victim}.db"))
     after = scrape(app.url)
     # counters survive their worker (the dead worker's payments still happened)
     assert total(after, "paygate_otp_generation_total") == total(before, "paygate_otp_generation_total")
     assert {s.labels["mode"] for s in after["paygate_db_mode"].samples if s.value == 1} == {"original"}
-
-
-def wait_until(probe, timeout: float = 20.0) -> bool:
-    """Poll probe() until true, at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True

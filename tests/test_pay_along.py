@@ -5,17 +5,19 @@ from __future__ import annotations
 import io
 import xml.etree.ElementTree as ET
 
+import pytest
 import segno
 
+import rig
 from app import create_app
 from app.lan import checkout_url, lan_address
 from app.views.board import QR_STYLE
 
-from .helpers import unique
+pytestmark = pytest.mark.unit
 
 
 def _app(tmp_path, **config):
-    return create_app({"sqlite_path": str(tmp_path / "paygate.sqlite3"), "key_prefix": unique("qr:") + ":",
+    return create_app({"sqlite_path": str(tmp_path / "paygate.sqlite3"), "key_prefix": rig.unique("qr:") + ":",
                        "START_BACKGROUND": False, **config})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import card_payload
+from loadtest.checkout import card_payload
 
 GETS = ["/", "/admin", "/board", "/docs", "/static/checkout.js", "/static/style.css", "/health",
         "/admin/db-mode", "/admin/knobs", "/openapi.json", "/payment/pay_000000000000000000000000",

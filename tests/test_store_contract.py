@@ -14,23 +14,23 @@ from threading import Barrier
 import pytest
 from pymongo import MongoClient
 
+import rig
 from app.config import KNOB_DEFAULTS
 from app.contention import InflightWrites
 from app.store import MODES, AuditDrainer, policy_for
 from app.store.mongo import MongoBackend
 from app.store.sqlite import SqliteBackend
 
-from .helpers import unique
-
 FAST_KNOBS = {**KNOB_DEFAULTS, "write_latency_ms": 0, "audit_delay_ms": 0, "contention_ms_per_write": 0}
 
 
-@pytest.fixture(params=["ferretdb", "sqlite"])
+@pytest.fixture(params=[pytest.param("ferretdb", marks=pytest.mark.services),
+                        pytest.param("sqlite", marks=pytest.mark.unit)])
 def backend(request, tmp_path):
     """A fresh, prepared store on the real MongoDB-wire server or in a SQLite file."""
     if request.param == "ferretdb":
         client = MongoClient(request.getfixturevalue("mongo_url"), serverSelectionTimeoutMS=3000)
-        name = unique("contract_")
+        name = rig.unique("contract_")
         store = MongoBackend(client[name])
         store.prepare()
         yield store
@@ -85,8 +85,7 @@ def _charges(backend, payment_id) -> int:
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_write_path_makes_the_payment_ready(backend, inflight, drainer, mode):
-    policy = policy_for(mode, backend, FAST_KNOBS, inflight, drainer)
-    payment_id = _new_payment(policy)
+    payment_id = _new_payment(policy_for(mode, backend, FAST_KNOBS, inflight, drainer))
     doc = backend.find_payment(payment_id)
     assert doc["status"] == "awaiting_otp" and doc["mode"] == mode
     assert doc["card"] == {"brand": "visa", "last4": "1111", "fingerprint": "f" * 32}
@@ -96,8 +95,7 @@ def test_write_path_makes_the_payment_ready(backend, inflight, drainer, mode):
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_audit_records_per_mode(backend, inflight, drainer, mode):
-    policy = policy_for(mode, backend, FAST_KNOBS, inflight, drainer)
-    payment_id = _new_payment(policy)
+    payment_id = _new_payment(policy_for(mode, backend, FAST_KNOBS, inflight, drainer))
     while drainer.drain_once(delay=False):
         pass
     expected = [] if mode == "original" else [(payment_id, "awaiting_otp"), (payment_id, "intent_created")]
@@ -204,6 +202,7 @@ def test_ping(backend):
     backend.ping()
 
 
+@pytest.mark.unit
 def test_the_sqlite_file_keeps_everything_across_a_reopen(tmp_path, inflight):
     path = tmp_path / "kept.sqlite3"
     first = SqliteBackend(path)

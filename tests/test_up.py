@@ -8,8 +8,7 @@ import pytest
 import requests
 
 import rig
-
-from .helpers import initiate, verify
+from loadtest.checkout import initiate, verify
 
 TOKEN = "up-test-token"
 
@@ -22,7 +21,7 @@ def _pids_seen(url: str, tries: int = 200) -> set[int]:
     return {_pid(requests.get(url + "/health", timeout=5)) for _ in range(tries)}
 
 
-@pytest.mark.integration
+@pytest.mark.services
 @pytest.mark.timeout(240)
 def test_make_up_runs_workers_on_redis_and_sqlite_and_keeps_payments_across_a_restart(tmp_path):
     rig.require("redis-server")
@@ -34,8 +33,7 @@ def test_make_up_runs_workers_on_redis_and_sqlite_and_keeps_payments_across_a_re
         assert len(pids) >= 2, "make up with a real Redis runs several workers"
 
         # A flip is seen by every worker.
-        admin = rig.App(rig.Service("up", [], kit.ports["PORT"], tmp_path), token=TOKEN)
-        admin.set_mode("audit-async")
+        kit.set_mode("audit-async")
         deadline = time.monotonic() + 2
         seen: dict[int, str] = {}
         while set(seen) != pids or set(seen.values()) != {"audit-async"}:

@@ -7,8 +7,9 @@ from pydantic import ValidationError
 
 from app import cards, otp
 from app.validation import InitiateRequest, KnobsPatch, ModeChange
+from loadtest.checkout import card_payload
 
-from .helpers import card_payload
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("number, ok", [("4111111111111111", True), ("5555555555554444", True),

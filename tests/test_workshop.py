@@ -161,7 +161,7 @@ def localise(body: str, ports: dict) -> str:
 SHORTENED = {"EXPERIMENT_OBSERVE_SECONDS": "12", "EXPERIMENT_ABORT_AFTER_SECONDS": "90"}
 
 
-@pytest.mark.integration
+@pytest.mark.services
 @pytest.mark.timeout(600)
 def test_runnable_blocks_run_against_make_up(kit):
     blocks = [b for b in guide_blocks() if b.runnable]

@@ -3,8 +3,9 @@
 `audit-async` writes its two audit records into an outbox in the same writes
 that create the intent, so they can only be lost together with the payment.
 The worker that wrote an intent is told its id (`notify`) once the write path
-is complete and copies the records in its next batch (every `interval_s`, or
-at once while a backlog remains). A sweep, at start and every minute, copies
+is complete and copies the records in its next batch: at once while a backlog
+remains, else `interval_s` after the last empty one; each batch pays the audit
+delay once, and a failed one is retried after RETRY_AFTER_FAILURE_S. A sweep, at start and every minute, copies
 what a worker that died left behind, in bounded batches, each intent once.
 
 An audit record's fixed _id makes every copy after the first a harmless

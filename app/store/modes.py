@@ -10,21 +10,27 @@ writes as the intent, and the AuditDrainer copies them off the critical path.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from .. import metrics
+from ..config import MODES as MODE_NAMES
 from .base import Backend, audit_record
 
+if TYPE_CHECKING:
+    from ..contention import InflightWrites
+    from .drainer import AuditDrainer
 
+
+@dataclass
 class Original:
     """2w: insert the intent, update it to `awaiting_otp`, each after the round trip."""
 
-    name = "original"
-
-    def __init__(self, backend: Backend, knobs: dict, inflight, drainer):
-        self.backend = backend
-        self.knobs = knobs
-        self.inflight = inflight
-        self.drainer = drainer
+    name: ClassVar[str] = "original"
+    backend: Backend
+    knobs: dict
+    inflight: InflightWrites
+    drainer: AuditDrainer
 
     def _round_trip(self) -> None:
         """The simulated network round trip before each write (knob write_latency_ms)."""
@@ -44,7 +50,7 @@ class Original:
 class Audit(Original):
     """4w + 2a + n·c: insert, wait a, audit, contention, update, wait a, audit."""
 
-    name = "audit"
+    name: ClassVar[str] = "audit"
 
     def _audit(self, payment_id: str, event: str) -> None:
         time.sleep(self.knobs["audit_delay_ms"] / 1000)
@@ -67,7 +73,7 @@ class Audit(Original):
 class AuditAsync(Original):
     """2w like `original`; the same two audit records go through the outbox."""
 
-    name = "audit-async"
+    name: ClassVar[str] = "audit-async"
 
     def create_intent(self, intent: dict) -> None:
         """Insert the intent and its first outbox record in one write."""
@@ -84,3 +90,4 @@ class AuditAsync(Original):
 
 
 MODES = {policy.name: policy for policy in (Original, Audit, AuditAsync)}
+assert tuple(MODES) == tuple(MODE_NAMES), "every mode in config.MODES has one policy here, in the same order"

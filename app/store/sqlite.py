@@ -295,11 +295,6 @@ class SqliteBackend:
         conn.executemany("DELETE FROM audit_outbox WHERE id = ?", [(r["id"],) for r in rows])
         return written
 
-    def outbox_size(self) -> int:
-        """Outbox rows not yet copied (all workers' together)."""
-        with self._conn() as conn:
-            return conn.execute("SELECT COUNT(*) FROM audit_outbox").fetchone()[0]
-
     def ping(self) -> None:
         """A trivial query."""
         with self._conn() as conn:

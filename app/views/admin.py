@@ -9,9 +9,10 @@ import redis
 from flask import Blueprint, jsonify, request
 
 from ..config import KNOB_DEFAULTS, KNOB_LIMITS
-from ..errors import AppError, Unauthorized
+from ..errors import StateUnavailable, Unauthorized
 from ..kit import kit
-from ..validation import KnobsPatch, ModeChange, ResetRequest, parse_body
+from ..validation import KnobsPatch, ModeChange, ResetRequest
+from .body import parse_body
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -26,10 +27,6 @@ def _no_store(response):
     if request.path == bp.url_prefix or request.path.startswith(bp.url_prefix + "/"):
         response.headers["Cache-Control"] = "no-store"
     return response
-
-
-class StateUnavailable(AppError):
-    status, code, message = 503, "state_unavailable", "Redis is unreachable: the mode and knobs cannot change now."
 
 
 def admin_required(view):

@@ -10,17 +10,13 @@ import segno
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from .. import board as stats
-from ..errors import AppError
+from ..errors import BoardUnavailable
 from ..kit import kit
 from ..lan import checkout_url
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 # A standalone SVG document (with its namespace: browsers draw it as an <img>), dark on white.
 QR_STYLE = {"scale": 8, "border": 2, "dark": "#0f141b", "light": "#ffffff"}
-
-
-class BoardUnavailable(AppError):
-    status, code, message = 503, "board_unavailable", "Redis is unreachable: the board's figures cannot be read now."
 
 
 @bp.get("")

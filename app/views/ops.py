@@ -9,8 +9,8 @@ from importlib.metadata import version
 import redis
 from flask import Blueprint, Response, jsonify
 
-from .. import __version__, metrics
-from ..errors import StoreUnavailable
+from .. import metrics
+from ..errors import NotReady, StoreUnavailable
 from ..kit import kit
 
 bp = Blueprint("ops", __name__)
@@ -41,7 +41,7 @@ def ready():
     if all(v == "ok" for v in checks.values()):
         return jsonify(status="ready", checks=checks)
     failing = [name for name, v in checks.items() if v != "ok"]
-    return jsonify(error="not_ready", message=f"Unavailable: {', '.join(failing)}.", checks=checks), 503
+    raise NotReady(f"Unavailable: {', '.join(failing)}.", checks=checks)
 
 
 @bp.get("/debug/config")
@@ -56,7 +56,7 @@ def debug_config():
         backends={"store": k.backends.store.kind, "redis": k.backends.redis_kind},
         settings=k.settings.redacted(),
         worker_pid=os.getpid(),
-        versions={"paygate": __version__, "python": platform.python_version(),
+        versions={"paygate": version("paygate-chaos-kit"), "python": platform.python_version(),
                   **{name: version(name) for name in ("flask", "gunicorn", "pymongo", "redis")}},
     )
 

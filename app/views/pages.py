@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from flask import Blueprint, render_template
 
+from ..config import MODES
+
 bp = Blueprint("pages", __name__)
 
 # The demo's order and test card: what a participant sees prefilled.
@@ -19,9 +21,13 @@ TEST_CVV = "123"
 
 
 def demo_expiry(today: datetime.date | None = None, years: int = 3) -> str:
-    """An expiry (MM/YY) a few years ahead, so the prefilled card never expires."""
+    """An expiry (MM/YY): December, `years` ahead, so the prefilled card never expires.
+
+    The same card and rule as loadtest/checkout.py, which the tools pay with (the app
+    image carries no loadtest/, so the page keeps its own copy; tests/test_pages.py checks they agree).
+    """
     today = today or datetime.date.today()
-    return f"{today.month:02d}/{(today.year + years) % 100:02d}"
+    return f"12/{(today.year + years) % 100:02d}"
 
 
 @bp.get("/")
@@ -34,4 +40,4 @@ def checkout():
 @bp.get("/admin")
 def admin():
     """The facilitator console: the token stays in the browser, never in the page or a URL."""
-    return render_template("admin.html")
+    return render_template("admin.html", modes=MODES)

@@ -6,7 +6,8 @@ from flask import Blueprint, jsonify, request
 
 from ..errors import PaymentNotFound
 from ..kit import kit
-from ..validation import InitiateRequest, VerifyRequest, is_payment_id, parse_body
+from ..validation import InitiateRequest, VerifyRequest, is_payment_id
+from .body import parse_body
 
 bp = Blueprint("payments", __name__, url_prefix="/payment")
 
@@ -23,8 +24,7 @@ def _no_store_otp(response):
 def initiate():
     """Create a payment and issue its OTP, or fail silently if it is not ready in time."""
     req = parse_body(request, InitiateRequest)
-    body, status = kit().payments.initiate(req)
-    return jsonify(body), status
+    return jsonify(kit().payments.initiate(req).as_dict())
 
 
 @bp.post("/verify-otp")

@@ -1,0 +1,140 @@
+"""The app on real services: under gunicorn (several workers), and as `make up` runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .client import AdminClient
+from .services import ROOT, Service, free_port, temp_dir, unique, wait_for_port
+
+__all__ = ["App", "Kit", "TEST_SECRET", "TEST_TOKEN", "app_config", "gunicorn", "make_up", "start_app", "stop_up"]
+
+TEST_TOKEN = "test-admin-token"
+TEST_SECRET = "test-secret-key"
+
+
+def gunicorn(workdir: Path, mongo_url: str | None, redis_url: str, workers: int = 2, port: int | None = None,
+             extra_env: dict | None = None) -> Service:
+    """The app under real gunicorn (gthread), as `make up` and compose run it.
+
+    Without `mongo_url` the app keeps its payments in a SQLite file in `workdir` (the embedded default).
+    """
+    port = port or free_port()
+    store = {"MONGO_URL": mongo_url} if mongo_url else {"MONGO_URL": "", "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3")}
+    env = {
+        **store,
+        "REDIS_URL": redis_url,
+        "ADMIN_TOKEN": TEST_TOKEN,
+        "PAYGATE_SECRET_KEY": TEST_SECRET,
+        "WEB_CONCURRENCY": str(workers),
+        "BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
+    }
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT)]
+    return Service("gunicorn", argv, port, workdir, env=env)
+
+
+@dataclass
+class App(AdminClient):
+    """A running app: its base URL, the handle of its gunicorn, and the admin calls (rig.client)."""
+
+    service: Service
+    token: str = TEST_TOKEN
+    db_name: str = ""
+    prefix: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.service.port}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The app's SQLite file, when it runs on the embedded store."""
+        path = self.service.env.get("PAYGATE_SQLITE_PATH")
+        return Path(path) if path else None
+
+    def workers(self) -> list[int]:
+        """The pids of its gunicorn workers: the children of the master process."""
+        master = self.service.proc.pid
+        return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def start_app(name: str, mongo_url: str | None, redis_url: str, workers: int = 2,
+              extra_env: dict | None = None) -> App:
+    """The app under gunicorn with a database and key prefix of its own, ready to serve."""
+    db, prefix = f"{name}_{os.urandom(5).hex()}", f"{name}:{os.urandom(5).hex()}:"
+    svc = gunicorn(temp_dir(name), mongo_url, redis_url, workers=workers,
+                   extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": prefix, **(extra_env or {})}).start()
+    app = App(svc, db_name=db, prefix=prefix)
+    try:
+        app.wait_ready()
+    except Exception:
+        svc.stop()
+        raise
+    return app
+
+
+def app_config(**overrides) -> dict:
+    """create_app settings for an in-process test app: the test secrets, a database and key prefix of its own."""
+    return {"mongo_db": unique("t_"), "key_prefix": unique("t:") + ":", "admin_token": TEST_TOKEN,
+            "secret_key": TEST_SECRET, **overrides}
+
+
+class Kit(AdminClient):
+    """A running `make up` (tools/up.py): its ports, log and process, and the admin calls."""
+
+    def __init__(self, ports: dict, workdir: Path, proc: subprocess.Popen, token: str):
+        super().__init__(f"http://127.0.0.1:{ports['PORT']}", token)
+        self.ports, self.workdir, self.proc = ports, workdir, proc
+
+    @property
+    def log(self) -> str:
+        """What up.py and its children wrote so far."""
+        return (self.workdir / "up.log").read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def make_up(workdir: Path, token: str, extra_env: dict | None = None):
+    """Run tools/up.py as `make up` does, on free ports, its SQLite file in `workdir`; yields a Kit.
+
+    Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
+    """
+    ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port()}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": token,
+           "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3"), **(extra_env or {})}
+    for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY"):
+        if name not in (extra_env or {}):
+            env.pop(name, None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / "up.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    kit = Kit(ports, workdir, proc, token)
+    try:
+        for port in ports.values():
+            wait_for_port(port, 40, proc)
+        kit.wait_ready(timeout=30)
+        yield kit
+    finally:
+        stop_up(proc)
+
+
+def stop_up(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+    """Stop tools/up.py with one signal to it alone (it stops its children in order: gunicorn
+    drains its writes), then its whole process group if it has not gone within `timeout`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

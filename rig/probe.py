@@ -1,0 +1,112 @@
+"""Observe a running app from outside: /metrics, polling, bursts, its workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import requests
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
+
+
+def scrape(url: str) -> dict[str, Metric]:
+    """name -> metric family from one /metrics answer (prometheus_client's own parser), on a fresh connection.
+
+    The parser names a counter's family without `_total`; its samples keep it.
+    """
+    r = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"})
+    r.raise_for_status()
+    return {family.name: family for family in text_string_to_metric_families(r.text)}
+
+
+def total(families: dict[str, Metric], name: str, sample: str | None = None, **labels) -> float:
+    """Sum of the samples of `name` matching `labels`: a counter's `_total`, a gauge's value,
+    or the sample named by `sample` (a histogram's `_count`, `_sum`)."""
+    family_name = name.removesuffix("_total")
+    family = families.get(family_name)
+    if family is None:
+        return 0.0
+    wanted = sample or (family_name + "_total" if family.type == "counter" else family_name)
+    return sum(s.value for s in family.samples
+               if s.name == wanted and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def metric(url: str, name: str, sample: str | None = None, **labels) -> float:
+    """One scrape, one summed value (see `total`)."""
+    return total(scrape(url), name, sample, **labels)
+
+
+def writes_done(url: str, mode: str) -> float:
+    """How many writes of `mode` have run to their end (paygate_payment_ready_seconds' count), in or out of time."""
+    return metric(url, "paygate_payment_ready_seconds", sample="paygate_payment_ready_seconds_count", mode=mode)
+
+
+def poll_until(probe: Callable[[], T], timeout: float = 10.0, every: float = 0.05) -> T:
+    """Call probe() until it returns something truthy, at most `timeout` seconds.
+
+    Returns that value, or the last falsy one on timeout, so the caller asserts with its own message.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def no_writes_in_flight(url: str, timeout: float = 30.0) -> bool:
+    """Wait until the app's paygate_inflight_writes gauge reads 0; False if it never did."""
+    return poll_until(lambda: metric(url, "paygate_inflight_writes") == 0, timeout, every=0.1)
+
+
+def burst(fn: Callable[[int], T], n: int, warm: Callable[[int], object] | None = None) -> list[T]:
+    """fn(0) … fn(n-1), each on its own thread, released at the same instant; results in order.
+
+    `warm(i)` runs on thread i before the release (open a connection, say), so the
+    burst is n calls arriving together, not n set-ups competing with them for the CPU.
+    """
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> T:
+        if warm is not None:
+            warm(i)
+        barrier.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def parallel(fn: Callable[[int], T], n: int, threads: int = 6) -> list[T]:
+    """fn(0) … fn(n-1) on a few threads (with fresh connections, spread over the workers)."""
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, range(n)))
+
+
+def until_every_worker(call: Callable[[], requests.Response], least: int, workers: int = 2,
+                       most: int = 200) -> list[requests.Response]:
+    """call() in batches of 10 on fresh connections, until `workers` workers have answered and at least
+    `least` calls were made (at most `most`): the kernel, not the client, picks the worker."""
+    responses: list[requests.Response] = []
+    while len(responses) < most and (len(responses) < least
+                                     or len({r.headers["X-Worker-Pid"] for r in responses}) < workers):
+        responses += parallel(lambda _: call(), 10)
+    return responses
+
+
+def worker_pid(url: str, path: str = "/health") -> str:
+    """The pid of the worker that answers a fresh connection."""
+    return requests.get(url + path, timeout=10, headers={"Connection": "close"}).headers["X-Worker-Pid"]
+
+
+def worker_pids(url: str, want: int = 2, timeout: float = 10.0) -> set[str]:
+    """The worker pids that answer fresh connections, once `want` have (the kernel picks the worker)."""
+    pids: set[str] = set()
+    poll_until(lambda: pids.add(worker_pid(url)) or len(pids) >= want, timeout, every=0.02)
+    return pids
