@@ -74,6 +74,21 @@ ORPHANED_INTENTS = Counter(
 )
 
 
+_children: dict = {}
+
+
+def child(metric, *values):
+    """metric.labels(*values), kept: labels() checks its arguments and takes a lock on every call,
+    while a labelled child never changes. Values come from closed sets (SPEC), so this stays small.
+    Keyed by the metric object, which callers read from this module at call time (bench/bare.py
+    swaps them)."""
+    key = (metric, values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found
+
+
 def exposition() -> tuple[bytes, str]:
     """Prometheus text for this process, or for all gunicorn workers in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

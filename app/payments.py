@@ -103,7 +103,7 @@ class PaymentService:
         finally:
             self.inflight.end()
         ready_s = time.monotonic() - start
-        metrics.PAYMENT_READY.labels(mode=policy.name).observe(ready_s)
+        metrics.child(metrics.PAYMENT_READY, policy.name).observe(ready_s)
         self.board.record_ready(ready_s)
         return ready_s
 
@@ -121,7 +121,7 @@ class PaymentService:
 
     def _otp_unavailable(self, mode: str, payment_id, knobs) -> Initiated:
         self._record_otp(mode, "timeout")
-        metrics.ORPHANED_INTENTS.labels(mode=mode).inc()
+        metrics.child(metrics.ORPHANED_INTENTS, mode).inc()
         if knobs["silent_failures"]:
             # The silent failure: an answer like any other, no error, no log line.
             return Initiated(payment_id, "otp_unavailable", message=OtpUnavailable.message)
@@ -131,7 +131,7 @@ class PaymentService:
 
     def _record_otp(self, mode: str, result: str) -> None:
         """One OTP outcome ("success" or "timeout"), counted for Prometheus and for the board alike."""
-        metrics.OTP_GENERATION.labels(mode=mode, result=result).inc()
+        metrics.child(metrics.OTP_GENERATION, mode, result).inc()
         self.board.record_otp(result)
 
     # -- verify --------------------------------------------------------------
@@ -141,9 +141,9 @@ class PaymentService:
         try:
             body = self._verify(req.payment_id, req.otp)
         except (PaymentNotFound, NoOtpIssued, OtpExpired, PaymentLocked, InvalidOtp) as err:
-            metrics.OTP_VERIFICATION.labels(result=_VERIFY_RESULT[type(err)]).inc()
+            metrics.child(metrics.OTP_VERIFICATION, _VERIFY_RESULT[type(err)]).inc()
             raise
-        metrics.OTP_VERIFICATION.labels(result="success").inc()
+        metrics.child(metrics.OTP_VERIFICATION, "success").inc()
         return body
 
     def _verify(self, payment_id: str, code: str) -> dict:

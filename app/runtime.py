@@ -66,6 +66,7 @@ class RuntimeState:
         self._clock = clock
         self._lock = threading.Lock()
         self._last = Snapshot()
+        self._raw: tuple | None = None  # the raw mode and knobs behind _last
         self._read_at = float("-inf")
         self._retry_at = float("-inf")
         self._corrupt_logged = False
@@ -108,6 +109,10 @@ class RuntimeState:
 
     def apply(self, raw_mode: str | None, raw_knobs: str | None) -> Snapshot:
         """Install the state read from Redis (by the sync loop or `refresh`)."""
+        if (raw_mode, raw_knobs) == self._raw and self._last.redis_ok:
+            # The usual sync tick (20 a second per worker): nothing changed, nothing to parse.
+            self._read_at = time.monotonic()
+            return self._last
         snap = self._parse(raw_mode, raw_knobs)
         self.stamp = zlib.crc32(f"{raw_mode}|{raw_knobs}".encode())
         if snap.mode != self._gauge_mode:  # the mode gauge changes where the mode does
@@ -115,6 +120,7 @@ class RuntimeState:
                 metrics.DB_MODE.labels(mode=m).set(1 if m == snap.mode else 0)
             self._gauge_mode = snap.mode
         self._last = snap
+        self._raw = (raw_mode, raw_knobs)
         self._read_at = time.monotonic()
         return snap
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -27,8 +29,8 @@ def parse_body(request: Request, model: type[BaseModel], allow_empty: bool = Fal
         if not request.mimetype or request.mimetype != "application/json":
             raise UnsupportedMediaType()
         try:
-            data = request.get_json(force=True, silent=False)
-        except Exception:
+            data = json.loads(raw)  # what request.get_json does, without its layers
+        except Exception:  # bad JSON, bad UTF-8, nesting too deep
             raise InvalidJson("The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise InvalidJson()
