@@ -50,8 +50,11 @@ def main() -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         page.goto(args.kit + "/board")
         try:
+            mode_now = None
             for name, mode, users, seconds in phases(plan):
-                admin.put(args.kit + "/admin/db-mode", json={"mode": mode, "ttl_seconds": 600}, timeout=10)
+                if mode != mode_now:  # one marker per real change on the board's chart
+                    admin.put(args.kit + "/admin/db-mode", json={"mode": mode, "ttl_seconds": 600}, timeout=10)
+                    mode_now = mode
                 requests.post(args.locust + "/swarm", data={"user_count": users, "spawn_rate": users,
                                                             "think_time": plan.think_seconds}, timeout=10)
                 print(f"{name}: {mode}, {users} shoppers, {seconds} s", flush=True)
