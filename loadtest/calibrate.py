@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 
@@ -76,7 +77,8 @@ def pick(steps: list[Step]) -> dict:
 
 
 class Kit:
-    """The few admin calls calibration needs."""
+    """The few admin calls calibration needs. Not rig.client: `docker compose run rehearse`
+    mounts only loadtest/ into the Locust image, so this module needs nothing outside it."""
 
     def __init__(self, host: str, token: str):
         self.host = host
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = plans.Plan(**chosen, think_seconds=args.think, measured=time.strftime("%Y-%m-%d %H:%M %Z"),
                       table=[s.row() for s in steps])
-    path = plan.save(plans.Path(args.out))
+    path = plan.save(Path(args.out))
     print(table(steps))
     print(f"\nphases (think time {args.think:g} s): healthy {plan.healthy_users} shoppers, "
           f"subtle {plan.subtle_users}, collapse {plan.collapse_users}; rush {plan.rush_users}")

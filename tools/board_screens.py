@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtest import plan as plans  # noqa: E402
+from rig.client import AdminClient  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -42,8 +43,7 @@ def main() -> int:
     parser.add_argument("--kit", default=os.environ.get("KIT_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--locust", default=os.environ.get("LOCUST_URL", "http://127.0.0.1:8089"))
     args = parser.parse_args()
-    admin = requests.Session()
-    admin.headers["Authorization"] = f"Bearer {os.environ['ADMIN_TOKEN']}"
+    admin = AdminClient(args.kit, os.environ["ADMIN_TOKEN"])
     plan = plans.load()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
@@ -53,7 +53,7 @@ def main() -> int:
             mode_now = None
             for name, mode, users, seconds in phases(plan):
                 if mode != mode_now:  # one marker per real change on the board's chart
-                    admin.put(args.kit + "/admin/db-mode", json={"mode": mode, "ttl_seconds": 600}, timeout=10)
+                    admin.set_mode(mode, ttl_seconds=600)
                     mode_now = mode
                 requests.post(args.locust + "/swarm", data={"user_count": users, "spawn_rate": users,
                                                             "think_time": plan.think_seconds}, timeout=10)
@@ -62,7 +62,7 @@ def main() -> int:
                 page.screenshot(path=str(ROOT / "docs" / f"board-{name}.png"))
         finally:
             requests.get(args.locust + "/stop", timeout=10)
-            admin.post(args.kit + "/admin/reset", timeout=10)
+            admin.reset()
             browser.close()
     return 0
 

@@ -110,7 +110,7 @@ class AuditDrainer:
             self._queue.extendleft(reversed(ids))  # try again later, in order
             raise
         metrics.AUDIT_OUTBOX_BACKLOG.dec(len(ids))
-        metrics.AUDIT_RECORDS.labels(path="async").inc(written)
+        metrics.child(metrics.AUDIT_RECORDS, "async").inc(written)
         return len(ids)
 
     def sweep(self) -> int:
@@ -122,7 +122,7 @@ class AuditDrainer:
         """
         until, found = time.time() - self._grace_s, 0
         for written in self.backend.sweep_outbox(self._swept_until, until):
-            metrics.AUDIT_RECORDS.labels(path="async").inc(written)
+            metrics.child(metrics.AUDIT_RECORDS, "async").inc(written)
             found += written
         self._swept_until = until  # only after a whole sweep: a failed one is done again
         return found

@@ -56,7 +56,7 @@ class Audit(Original):
         time.sleep(self.knobs["audit_delay_ms"] / 1000)
         self._round_trip()
         self.backend.insert_audit(audit_record(payment_id, event, self.name, "sync"))
-        metrics.AUDIT_RECORDS.labels(path="sync").inc()
+        metrics.child(metrics.AUDIT_RECORDS, "sync").inc()
 
     def create_intent(self, intent: dict) -> None:
         """Insert the intent, then its first audit record behind the audit delay."""
