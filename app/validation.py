@@ -15,7 +15,6 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
 )
@@ -26,12 +25,6 @@ from .config import KNOBS, MODES
 MAX_AMOUNT = Decimal("10000")
 PAYMENT_ID_PATTERN = r"^pay_[0-9a-f]{24}$"
 CURRENCIES = ("USD", "EUR", "GBP")
-# The card fields' formats, with what a shopper reads when one does not match.
-FORMATS = {
-    "card_number": (r"[0-9]{12,19}", "must be 12 to 19 digits"),
-    "expiry": (r"(0[1-9]|1[0-2])/[0-9]{2}", "must be MM/YY"),
-    "cvv": (r"[0-9]{3,4}", "must be 3 or 4 digits"),
-}
 
 
 def _to_decimal(value):
@@ -63,29 +56,43 @@ class InitiateRequest(_Body):
     )
     currency: Literal[CURRENCIES] = "USD"
 
-    @field_validator("card_number", "expiry", "cvv")
+    @field_validator("card_number")
     @classmethod
-    def _card_field(cls, v: str, info: ValidationInfo) -> str:
-        name = info.field_name
-        if name == "card_number":
-            v = re.sub(r"[ -]", "", v)  # spaces and dashes as printed on cards
-        pattern, problem = FORMATS[name]
-        if not re.fullmatch(pattern, v):
-            raise ValueError(problem)
-        if name == "card_number" and not luhn_ok(v):
+    def _card(cls, v: str) -> str:
+        digits = re.sub(r"[ -]", "", v)  # spaces and dashes as printed on cards
+        if not re.fullmatch(r"[0-9]{12,19}", digits):
+            raise ValueError("must be 12 to 19 digits")
+        if not luhn_ok(digits):
             raise ValueError("is not a valid card number (Luhn check failed)")
+        return digits
+
+    @field_validator("expiry")
+    @classmethod
+    def _expiry(cls, v: str) -> str:
+        m = re.fullmatch(r"(0[1-9]|1[0-2])/([0-9]{2})", v)
+        if not m:
+            raise ValueError("must be MM/YY")
         now = datetime.now(UTC)
-        if name == "expiry" and (2000 + int(v[3:]), int(v[:2])) < (now.year, now.month):
+        if (2000 + int(m[2]), int(m[1])) < (now.year, now.month):
             raise ValueError("is in the past")
+        return v
+
+    @field_validator("cvv")
+    @classmethod
+    def _cvv(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9]{3,4}", v):
+            raise ValueError("must be 3 or 4 digits")
         return v
 
     @field_validator("amount")
     @classmethod
     def _amount(cls, v: Decimal) -> Decimal:
-        problem = ("must be greater than 0" if v <= 0 else "must be at most 10000" if v > MAX_AMOUNT
-                   else "must have at most two decimals" if v != v.quantize(Decimal("0.01")) else None)
-        if problem:
-            raise ValueError(problem)
+        if v <= 0:
+            raise ValueError("must be greater than 0")
+        if v > MAX_AMOUNT:
+            raise ValueError("must be at most 10000")
+        if v != v.quantize(Decimal("0.01")):
+            raise ValueError("must have at most two decimals")
         return v.quantize(Decimal("0.01"))
 
 
