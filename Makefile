@@ -6,6 +6,8 @@ CACHE := .cache
 FERRETDB := $(CACHE)/bin/ferretdb
 APT_PACKAGES := redis-server prometheus chromium postgresql
 PYTEST_ARGS ?=
+# Parallel test processes (pytest-xdist), a module per process at a time: most tests wait on servers.
+PYTEST_WORKERS ?= 4
 SOAK_ARGS ?=
 
 .PHONY: up test bench soak venv bench-venv services wrk ferretdb clean experiment rehearse
@@ -70,7 +72,7 @@ rehearse: venv
 ## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus and Chromium
 test: venv services ferretdb wrk
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## bench: the benchmark; writes bench/RESULTS.md (all but the soak block)
 bench: bench-venv services ferretdb wrk

@@ -28,8 +28,11 @@ def pytest_collection_modifyitems(config, items):
         kinds = {kind for kind in KINDS if item.get_closest_marker(kind)}
         if "unit" in kinds and SERVICE_FIXTURES & set(item.fixturenames):
             raise pytest.UsageError(f"{item.nodeid} is marked unit but uses a real service")
-        if not kinds:  # unmarked, or marked `integration` (the older name of `services`)
+        if not kinds:  # unmarked
             item.add_marker(pytest.mark.services)
+    # Longest first: under `make test`'s parallel workers (pytest-xdist, one module per worker at a
+    # time) a long module started last would keep the whole run waiting on it alone.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 def _session_service(start):

@@ -41,6 +41,7 @@ def test_the_interval_says_how_little_a_few_checkouts_prove():
     assert Step("audit", 1, 0, 0).interval() == (0.0, 1.0)
 
 
+@pytest.mark.long
 @pytest.mark.timeout(180)
 def test_rehearse_measures_a_real_kit_and_writes_the_plan(live_sqlite, tmp_path):
     app = live_sqlite
