@@ -23,6 +23,7 @@ end
 function init(args)
   queue, head, tail = {}, 1, 0
   initiates, awaiting, unavailable, verified, other = 0, 0, 0, 0, 0
+  served = {} -- answers per gunicorn worker (X-Worker-Pid)
 end
 
 function request()
@@ -40,6 +41,8 @@ end
 -- or otp_unavailable, only a verify answer says succeeded.
 function response(status, hdrs, body)
   body = body or ""
+  local pid = hdrs["X-Worker-Pid"] or "?"
+  served[pid] = (served[pid] or 0) + 1
   if string.find(body, '"status"%s*:%s*"awaiting_otp"') then
     initiates, awaiting = initiates + 1, awaiting + 1
     local id = string.match(body, '"payment_id"%s*:%s*"([%w_]+)"')
@@ -64,12 +67,24 @@ function done(summary, latency, requests)
       total[name] = total[name] + (thread:get(name) or 0)
     end
   end
+  -- Keep-alive connections stay with the worker that accepted them, and wrk opens all of them at
+  -- once: sometimes one worker takes them all. The busiest worker's share of the answers says so.
+  local per_worker, answers, busiest = {}, 0, 0
+  for _, thread in ipairs(threads) do
+    for pid, n in pairs(thread:get("served") or {}) do
+      per_worker[pid] = (per_worker[pid] or 0) + n
+    end
+  end
+  for _, n in pairs(per_worker) do
+    answers = answers + n
+    if n > busiest then busiest = n end
+  end
   local e = summary.errors
   io.write(string.format(
     'BENCH-JSON {"duration_us":%d,"requests":%d,"initiates":%d,"awaiting":%d,"unavailable":%d,' ..
-    '"checkouts":%d,"other":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
+    '"checkouts":%d,"other":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"busiest_share":%.3f,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\n',
     summary.duration, summary.requests, total.initiates, total.awaiting, total.unavailable,
     total.verified, total.other, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
+    latency:percentile(99), answers > 0 and busiest / answers or 0, e.connect, e.read, e.write, e.status, e.timeout))
 end

@@ -86,6 +86,35 @@ class Meter:
         self.seconds = cpu_seconds(self.roots) - self.started
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(all CPU ticks, ticks stolen by the host) of the whole machine so far, from /proc/stat's `cpu` line."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    # user nice system idle iowait irq softirq steal: guest time is inside user already.
+    return sum(fields), fields[7]
+
+
+class Steal:
+    """The share of the machine's CPU time that the host gave to other guests over the `with` block.
+
+    On a virtual machine whose host is busy, this runs to tens of percent and
+    varies from one minute to the next: a throughput measured then is the
+    host's as much as the code's, so every wrk run reports it.
+    """
+
+    def __init__(self):
+        self.started = (0, 0)
+        self.share = 0.0
+
+    def __enter__(self) -> Steal:
+        self.started = machine_ticks()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        total, stolen = machine_ticks()
+        elapsed = total - self.started[0]
+        self.share = (stolen - self.started[1]) / elapsed if elapsed else 0.0
+
+
 def per_checkout_ms(cpu_s: float, checkouts: int) -> float | None:
     """CPU milliseconds per checkout, None when nothing was checked out."""
     return round(1000 * cpu_s / checkouts, 2) if checkouts else None

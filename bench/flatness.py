@@ -16,8 +16,7 @@ import requests
 from loadtest.checkout import card_payload
 from rig import seed
 
-from . import stack, wrk
-from .overhead import ratio
+from . import overhead, stack, wrk
 
 # Within 10 % of the empty store, both ways.
 TOLERANCE = 0.10
@@ -50,7 +49,7 @@ def state(application, seconds: float, connections: int, lone: int, warmup_s: fl
     """The two figures of one state: lone-initiate median, then wrk throughput."""
     wrk.run(application.url, warmup_s, connections)  # warm caches and pools; its payments are noise next to n
     latency = lone_initiates(application.url, lone)
-    row = wrk.run(application.url, seconds, connections)
+    row = overhead.measure(application, [], seconds, connections, warmup_s=0)  # re-run if one worker took all
     return {"lone": latency, **row}
 
 
@@ -63,8 +62,8 @@ def measure(setup: stack.Setup, n: int = 100_000, seconds: float = 15, connectio
         fill(setup, application, n)
         seed_s = time.monotonic() - started
         full = state(application, seconds, connections, lone, warmup_s)
-    throughput = ratio(full["per_second"], empty["per_second"])
-    latency = ratio(full["lone"], empty["lone"])
+    throughput = overhead.ratio(full["per_second"], empty["per_second"])
+    latency = overhead.ratio(full["lone"], empty["lone"])
     flat = None not in (throughput, latency) and throughput >= 1 - TOLERANCE and latency <= 1 + TOLERANCE
     return {"setup": setup.label, "n": n, "seed_s": round(seed_s, 1), "empty": empty, "full": full,
             "throughput_ratio": throughput, "latency_ratio": latency, "flat": flat}

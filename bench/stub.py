@@ -10,6 +10,7 @@ kit does on top of that costs.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 
@@ -39,6 +40,13 @@ def verify_otp():
     """Every OTP is right."""
     body = request.get_json(silent=True) or {}
     return jsonify(payment_id=body.get("payment_id"), status="succeeded")
+
+
+@app.after_request
+def worker_pid(response):
+    """Name the worker, as every answer of the kit does (the benchmark counts answers per worker)."""
+    response.headers["X-Worker-Pid"] = str(os.getpid())
+    return response
 
 
 @app.get("/health")

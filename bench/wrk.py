@@ -34,7 +34,8 @@ def run(url: str, seconds: float = 15, connections: int = 40, threads: int = 1, 
     Returns checkouts (verified successes), per_second, initiates, awaiting
     (initiates answered awaiting_otp), otp_rate (%), other (HTTP errors of
     either call), p50/p99 request latency in seconds (initiates and verifies
-    alike: wrk times requests, not checkouts) and wrk's socket errors.
+    alike: wrk times requests, not checkouts), busiest_share (the busiest gunicorn
+    worker's share of the answers, by X-Worker-Pid) and wrk's socket errors.
     One wrk thread keeps up with thousands of requests a second here and
     leaves the second core to the servers.
     """
@@ -54,5 +55,6 @@ def run(url: str, seconds: float = 15, connections: int = 40, threads: int = 1, 
         "initiates": raw["initiates"], "awaiting": raw["awaiting"], "unavailable": raw["unavailable"],
         "otp_rate": round(100 * raw["awaiting"] / raw["initiates"], 2) if raw["initiates"] else None,
         "other": raw["other"], "p50": raw["p50_us"] / 1e6, "p99": raw["p99_us"] / 1e6,
+        "busiest_share": raw["busiest_share"],
         "socket_errors": {k: v for k, v in raw["errors"].items() if v},
     }

@@ -10,13 +10,15 @@ from bench import cpu, results, stack, wrk
 @pytest.mark.services
 def test_wrk_script_checks_out_against_the_stub():
     with stack.app(None, "", "smoke", wsgi=stack.STUB, workers=1) as stub:
-        with cpu.Meter([stub.service.proc.pid]) as used:
+        with cpu.Meter([stub.service.proc.pid]) as used, cpu.Steal() as steal:
             row = wrk.run(stub.url, seconds=2, connections=4)
     assert row["checkouts"] > 0 and row["other"] == 0, row
     assert row["otp_rate"] == 100.0
     # Every verify used an OTP from an initiate answer: checkouts never outnumber initiates.
     assert row["checkouts"] <= row["initiates"] <= row["checkouts"] + 4
     assert used.seconds > 0
+    assert row["busiest_share"] == 1.0, "one worker: it gave every answer (counted by X-Worker-Pid)"
+    assert 0 <= steal.share < 1
 
 
 @pytest.mark.unit
