@@ -5,6 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+# The demo's test card (Luhn-valid, never a real account): prefilled on the checkout page, and the
+# API docs' example. The load tools keep their own copy (loadtest/checkout.py): Locust's container
+# mounts only loadtest/, and a test checks that the two agree.
+TEST_CARD = "4111 1111 1111 1111"
+
 _BRANDS = (  # (prefixes, brand): enough for a demo checkout
     (("4",), "visa"),
     (tuple(str(p) for p in range(51, 56)) + tuple(str(p) for p in range(2221, 2721)), "mastercard"),

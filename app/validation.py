@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from .cards import luhn_ok
+from .cards import TEST_CARD, luhn_ok
 from .config import KNOBS, MODES
 
 MAX_AMOUNT = Decimal("10000")
@@ -48,7 +48,7 @@ class _Body(BaseModel):
 class InitiateRequest(_Body):
     """POST /payment/initiate."""
 
-    card_number: str = Field(max_length=40, examples=["4111 1111 1111 1111"])
+    card_number: str = Field(max_length=40, examples=[TEST_CARD])
     expiry: str = Field(max_length=5, examples=["12/30"], description="MM/YY, not in the past")
     cvv: str = Field(max_length=4, examples=["123"])
     amount: Annotated[Decimal, BeforeValidator(_to_decimal)] = Field(

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from loadtest.checkout import TEST_CARD, future_expiry
+
 SCRIPT = Path(__file__).resolve().parent / "checkout.lua"
 MARK = "BENCH-JSON "
 
@@ -42,7 +44,7 @@ def run(url: str, seconds: float = 15, connections: int = 40, threads: int = 1, 
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"load only ever targets this machine, not {url}")
     argv = [binary(), "-t", str(threads), "-c", str(max(connections, threads)), "-d", f"{max(1, round(seconds))}s",
-            "--timeout", "10s", "-s", str(script), url]
+            "--timeout", "10s", "-s", str(script), url, "--", TEST_CARD, future_expiry()]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARK)), None)
     if done.returncode != 0 or line is None:

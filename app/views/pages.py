@@ -7,16 +7,16 @@ from decimal import Decimal
 
 from flask import Blueprint, render_template
 
+from ..cards import TEST_CARD
 from ..config import MODES
 
 bp = Blueprint("pages", __name__)
 
-# The demo's order and test card: what a participant sees prefilled.
+# The demo's order and card (app/cards.py): what a participant sees prefilled.
 MERCHANT = "Northwind Outfitters"
 ITEM = "Trail running jacket"
 AMOUNT = Decimal("49.99")
 CURRENCY = "USD"
-TEST_CARD = "4111 1111 1111 1111"
 TEST_CVV = "123"
 
 
