@@ -1,8 +1,9 @@
 """What the kit costs over a bare stub, and what its metrics cost: wrk throughput and CPU per checkout.
 
-Three servers take the same wrk load in turn, each under gunicorn with the
+Four servers take the same wrk load in turn, each under gunicorn with the
 kit's gunicorn.conf.py and the same worker and thread counts: the stub
-(bench/stub.py), the kit, and the kit with every metric a no-op
+(bench/stub.py), the floor (the stub plus the kit's store calls,
+bench/floor.py), the kit, and the kit with every metric a no-op
 (bench/bare.py). Only the server being measured runs, so none steals CPU
 from another. CPU comes from /proc: the gunicorn master and its workers
 (app CPU) and, separately, the database processes (DB CPU).
@@ -23,7 +24,7 @@ WARMUP_S = 2
 # not the code: when the busiest worker served more than this share of the answers, run again.
 LOPSIDED = 0.75
 MAX_TRIES = 3
-TARGETS = (("stub", stack.STUB), ("kit", None), ("bare", "bench.bare:app"))
+TARGETS = (("stub", stack.STUB), ("floor", stack.FLOOR), ("kit", None), ("bare", "bench.bare:app"))
 
 
 def measure(application, db_pids: list[int], seconds: float, connections: int, warmup_s: float = WARMUP_S) -> dict:
@@ -71,7 +72,7 @@ def compare(setup: stack.Setup, seconds: float = 15, connections: int = 40, roun
             warmup_s: float = WARMUP_S, profile: bool = False) -> dict:
     """Stub, kit and kit without metrics under the same wrk load, in `original`; ratios between them.
 
-    With rounds > 1 the three alternate, so the machine's slow moments fall
+    With rounds > 1 the four alternate, so the machine's slow moments fall
     on all of them. profile=True adds a py-spy run on the kit (after its
     measured runs, so sampling costs none of them): its busiest frames.
     """
@@ -84,16 +85,19 @@ def compare(setup: stack.Setup, seconds: float = 15, connections: int = 40, roun
                 runs[label].append(measure(application, setup.db_pids, seconds, connections, warmup_s))
                 if profile and label == "kit" and round_no == rounds - 1:
                     frames = profiled(application, seconds, connections)
-    stub, kit, bare = (combine(runs[label]) for label, _ in TARGETS)
+    stub, floor, kit, bare = (combine(runs[label]) for label, _ in TARGETS)
     # Per round too: the host's steal changes from minute to minute, and a round's stub and kit run back to back.
     round_ratios = [ratio(k["checkouts"] / k["seconds"], s["checkouts"] / s["seconds"], 2)
                            for k, s in zip(runs["kit"], runs["stub"], strict=True)]
     return {
         "setup": setup.label, "workers": setup.workers, "connections": connections, "rounds": rounds,
-        "stub": stub, "kit": kit, "bare": bare,
+        "stub": stub, "floor": floor, "kit": kit, "bare": bare,
         "throughput_ratio": ratio(kit["per_second"], stub["per_second"]),
         "round_ratios": round_ratios,
         "app_cpu_ratio": ratio(kit["app_cpu_ms"], stub["app_cpu_ms"], 2),
+        # The driver's own share: the stub plus the kit's store calls, against the stub; then the kit against that.
+        "floor_cpu_ratio": ratio(floor["app_cpu_ms"], stub["app_cpu_ms"], 2),
+        "kit_over_floor_cpu": ratio(kit["app_cpu_ms"], floor["app_cpu_ms"], 2),
         # The cost of metrics, as a share: throughput lost, and app CPU added per checkout.
         "metrics_throughput_cost": ratio(bare["per_second"] - kit["per_second"], bare["per_second"]),
         "metrics_cpu_cost": ratio((kit["app_cpu_ms"] or 0) - (bare["app_cpu_ms"] or 0), bare["app_cpu_ms"]),

@@ -13,6 +13,7 @@ from . import cpu
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 STUB = "bench.stub:app"
+FLOOR = "bench.floor:app"  # the stub plus the kit's store calls (bench/floor.py)
 SETUPS = ("embedded", "services")
 
 
@@ -66,7 +67,7 @@ def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | 
     """The app under gunicorn (`wsgi` overrides the app module); yields a rig.App.
 
     mongo_url None: payments in SQLite, the file at application.sqlite_path.
-    wsgi=STUB serves the bare stub, which has no admin API to reset.
+    wsgi=STUB or FLOOR serves a stub (bench/stub.py, bench/floor.py), which has no admin API to reset.
     """
     db, prefix = f"bench_{name}", f"bench-{name}:"
     svc = rig.gunicorn(rig.temp_dir(f"bench-{name}"), mongo_url, redis_url, workers=workers,
@@ -77,7 +78,7 @@ def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | 
     application = rig.App(svc, db_name=db, prefix=prefix)
     try:
         application.wait_ready(timeout=60)
-        if wsgi != STUB:
+        if wsgi not in (STUB, FLOOR):
             application.reset()
         yield application
     finally:

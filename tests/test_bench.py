@@ -1,6 +1,8 @@
-"""The benchmark's own parts: the wrk checkout script against the stub, the results file's blocks."""
+"""The benchmark's own parts: the wrk checkout script against the stub and the floor, the results file's blocks."""
 
 from __future__ import annotations
+
+import sqlite3
 
 import pytest
 
@@ -19,6 +21,17 @@ def test_wrk_script_checks_out_against_the_stub():
     assert used.seconds > 0
     assert row["busiest_share"] == 1.0, "one worker: it gave every answer (counted by X-Worker-Pid)"
     assert 0 <= steal.share < 1
+
+
+@pytest.mark.services
+def test_the_floor_makes_the_kits_store_calls_on_its_store():
+    with stack.app(None, "", "floor", wsgi=stack.FLOOR, workers=1) as floor:
+        row = wrk.run(floor.url, seconds=2, connections=4)
+        stored = sqlite3.connect(floor.sqlite_path).execute(
+            "SELECT COUNT(*), SUM(status = 'succeeded') FROM payment_intents").fetchone()
+    assert row["checkouts"] > 0 and row["other"] == 0 and row["otp_rate"] == 100.0, row
+    # Every checkout went through the store: its intent stored, then charged once.
+    assert stored[0] >= row["initiates"] and stored[1] >= row["checkouts"], (stored, row)
 
 
 @pytest.mark.unit
