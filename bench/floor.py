@@ -20,11 +20,12 @@ from flask import Flask, jsonify, request
 from app.config import load_settings
 from app.store import open_backend
 
-from .stub import OTP_TTL_S, WRITE_S
+from .stub import OTP_TTL_S, WRITE_S, worker_pid
 
 MAX_ATTEMPTS = 3
 
 app = Flask(__name__)
+app.after_request(worker_pid)  # every answer names its worker, as the stub's and the kit's do
 store = open_backend(load_settings())  # connects lazily: nothing happens here
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import requests
 
 from bench import cpu, results, stack, wrk
 
@@ -26,10 +27,12 @@ def test_wrk_script_checks_out_against_the_stub():
 @pytest.mark.services
 def test_the_floor_makes_the_kits_store_calls_on_its_store():
     with stack.app(None, "", "floor", wsgi=stack.FLOOR, workers=1) as floor:
+        named = requests.get(f"{floor.url}/health", timeout=5).headers.get("X-Worker-Pid")
         row = wrk.run(floor.url, seconds=2, connections=4)
         stored = sqlite3.connect(floor.sqlite_path).execute(
             "SELECT COUNT(*), SUM(status = 'succeeded') FROM payment_intents").fetchone()
     assert row["checkouts"] > 0 and row["other"] == 0 and row["otp_rate"] == 100.0, row
+    assert named and named.isdigit(), "the floor names its worker (the benchmark counts answers per worker)"
     # Every checkout went through the store: its intent stored, then charged once.
     assert stored[0] >= row["initiates"] and stored[1] >= row["checkouts"], (stored, row)
 
