@@ -87,8 +87,7 @@ def compare(setup: stack.Setup, seconds: float = 15, connections: int = 40, roun
                     frames = profiled(application, seconds, connections)
     stub, floor, kit, bare = (combine(runs[label]) for label, _ in TARGETS)
     # Per round too: the host's steal changes from minute to minute, and a round's stub and kit run back to back.
-    round_ratios = [ratio(k["checkouts"] / k["seconds"], s["checkouts"] / s["seconds"], 2)
-                           for k, s in zip(runs["kit"], runs["stub"], strict=True)]
+    round_ratios = [ratio(k["per_second"], s["per_second"], 2) for k, s in zip(runs["kit"], runs["stub"], strict=True)]
     return {
         "setup": setup.label, "workers": setup.workers, "connections": connections, "rounds": rounds,
         "stub": stub, "floor": floor, "kit": kit, "bare": bare,
