@@ -17,8 +17,16 @@ from rig.probe import poll_until, until_every_worker
 
 
 def board_once_ready(client, writes: int) -> dict:
-    """/board/data once it counts `writes` finished writes (the board's counts reach Redis a tick later)."""
-    return poll_until(lambda: (d := client.get("/board/data").get_json())["current"]["ready_count"] == writes and d)
+    """/board/data once it counts `writes` finished writes and as many OTP outcomes.
+
+    The board's counts reach Redis a tick later, and not together: a write's ready time is
+    recorded on its write thread before the request records the OTP outcome, so a flush can
+    fall between the two."""
+    def counted(d: dict) -> bool:
+        now = d["current"]
+        return now["ready_count"] == writes and now["otp_success"] + now["otp_timeout"] == writes
+
+    return poll_until(lambda: counted(d := client.get("/board/data").get_json()) and d)
 
 
 def history_total(data: dict, key: str) -> int:
