@@ -105,24 +105,22 @@ class SqliteBackend:
         """A connection for one statement or transaction; `write` holds the write lock meanwhile."""
         if not self._prepared:
             self.prepare()
-        # An idle connection, else a new one: as many as threads use the store at once,
-        # which stays small (a statement holds one for microseconds; writes wait without one).
-        try:
-            conn = self._idle.pop()
-        except IndexError:
-            conn = self._open()
+        # The write lock first, then a connection: a writer queued behind others holds none, so
+        # there are only as many connections as statements running at once (a few, each for microseconds).
         if write:
-            try:
-                self._write_lock.acquire()
-            except BaseException:
-                self._idle.append(conn)
-                raise
+            self._write_lock.acquire()
         try:
-            yield conn
-        except sqlite3.Error as err:
-            raise StoreUnavailable(detail=type(err).__name__) from err
+            try:
+                conn = self._idle.pop()  # an idle connection, else a new one
+            except IndexError:
+                conn = self._open()
+            try:
+                yield conn
+            except sqlite3.Error as err:
+                raise StoreUnavailable(detail=type(err).__name__) from err
+            finally:
+                self._release(conn)  # rolls back what is left open, before another writer may start
         finally:
-            self._release(conn)  # rolls back what is left open, before another writer may start
             if write:
                 self._write_lock.release()
 
