@@ -18,11 +18,10 @@ import time
 from flask import Flask, jsonify, request
 
 from app.config import load_settings
+from app.otp import MAX_ATTEMPTS
 from app.store import open_backend
 
 from .stub import OTP_TTL_S, WRITE_S, worker_pid
-
-MAX_ATTEMPTS = 3
 
 app = Flask(__name__)
 app.after_request(worker_pid)  # every answer names its worker, as the stub's and the kit's do

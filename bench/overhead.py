@@ -70,7 +70,7 @@ def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
 
 def compare(setup: stack.Setup, seconds: float = 15, connections: int = 40, rounds: int = 1,
             warmup_s: float = WARMUP_S, profile: bool = False) -> dict:
-    """Stub, kit and kit without metrics under the same wrk load, in `original`; ratios between them.
+    """Stub, floor, kit and kit without metrics under the same wrk load, in `original`; ratios between them.
 
     With rounds > 1 the four alternate, so the machine's slow moments fall
     on all of them. profile=True adds a py-spy run on the kit (after its
