@@ -14,6 +14,7 @@ written after the value it is based on was read in the same transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -77,6 +78,10 @@ class RuntimeState:
         # write so that its answer comes once every worker serves the new state.
         self.stamp = 0
         self.after_write = None
+        # Reads are installed in the order they were sent (see `reading`).
+        self._tickets = itertools.count(1)
+        self._applied_ticket = 0
+        self._apply_lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------
 
@@ -95,10 +100,21 @@ class RuntimeState:
                 self._lock.release()
         return self._last
 
+    def reading(self) -> int:
+        """A ticket for a read of the state, taken just before the read is sent to Redis.
+
+        A sync tick's read can be sent before a flip's write and handed to `apply` after the flip's own
+        fresher read: installed then, it would put the old mode back on this worker for a tick, and
+        the flip's wait for every worker (`after_write`) would wait for the old state, which all of
+        them still serve. A read with an older ticket than one installed is therefore dropped.
+        """
+        return next(self._tickets)
+
     def refresh(self) -> Snapshot:
         """Read the state from Redis now, ignoring the cache; raises RedisError."""
+        ticket = self.reading()
         raw_mode, raw_knobs = self._redis.mget(*self.keys)
-        return self.apply(raw_mode, raw_knobs)
+        return self.apply(raw_mode, raw_knobs, ticket)
 
     def _read(self) -> None:
         try:
@@ -107,22 +123,27 @@ class RuntimeState:
             self.mark_unreachable()
             self._retry_at = time.monotonic() + RETRY_AFTER_FAILURE_S
 
-    def apply(self, raw_mode: str | None, raw_knobs: str | None) -> Snapshot:
-        """Install the state read from Redis (by the sync loop or `refresh`)."""
-        if (raw_mode, raw_knobs) == self._raw and self._last.redis_ok:
-            # The usual sync tick (20 a second per worker): nothing changed, nothing to parse.
+    def apply(self, raw_mode: str | None, raw_knobs: str | None, ticket: int) -> Snapshot:
+        """Install the state read from Redis under `ticket` (by the sync loop or `refresh`); a read older
+        than the one installed last changes nothing (see `reading`)."""
+        with self._apply_lock:
+            if ticket < self._applied_ticket:
+                return self._last
+            self._applied_ticket = ticket
+            if (raw_mode, raw_knobs) == self._raw and self._last.redis_ok:
+                # The usual sync tick (20 a second per worker): nothing changed, nothing to parse.
+                self._read_at = time.monotonic()
+                return self._last
+            snap = self._parse(raw_mode, raw_knobs)
+            self.stamp = zlib.crc32(f"{raw_mode}|{raw_knobs}".encode())
+            if snap.mode != self._gauge_mode:  # the mode gauge changes where the mode does
+                for m in MODES:
+                    metrics.DB_MODE.labels(mode=m).set(1 if m == snap.mode else 0)
+                self._gauge_mode = snap.mode
+            self._last = snap
+            self._raw = (raw_mode, raw_knobs)
             self._read_at = time.monotonic()
-            return self._last
-        snap = self._parse(raw_mode, raw_knobs)
-        self.stamp = zlib.crc32(f"{raw_mode}|{raw_knobs}".encode())
-        if snap.mode != self._gauge_mode:  # the mode gauge changes where the mode does
-            for m in MODES:
-                metrics.DB_MODE.labels(mode=m).set(1 if m == snap.mode else 0)
-            self._gauge_mode = snap.mode
-        self._last = snap
-        self._raw = (raw_mode, raw_knobs)
-        self._read_at = time.monotonic()
-        return snap
+            return snap
 
     def mark_unreachable(self) -> None:
         """Redis did not answer: keep serving the last known state, and say so."""

@@ -83,6 +83,7 @@ class SyncLoop:
         if flush or now >= self._next_flush:
             self._next_flush = now + BOARD_FLUSH_S
             pending = self.board.take_pending()
+        ticket = self.runtime.reading()
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 pipe.mget(*self.runtime.keys)
@@ -95,7 +96,7 @@ class SyncLoop:
             if pending:
                 self.board.restore(pending)
             raise
-        self.runtime.apply(*results[0])
+        self.runtime.apply(*results[0], ticket)
         expired = self.inflight.absorb(results[2])
         metrics.INFLIGHT_WRITES.set(self.inflight.count())
         if expired:

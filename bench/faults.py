@@ -35,11 +35,9 @@ def kit(store: str):
     mongo_svc = rig.ferretdb(work / "ferretdb").start() if store == "mongodb" else None
     mongo_url = f"mongodb://127.0.0.1:{mongo_svc.port}/" if mongo_svc else None
     app = rig.gunicorn(work / "app", mongo_url, f"redis://127.0.0.1:{redis_svc.port}/0",
-                       extra_env={"MONGO_DB": "faults", "PAYGATE_KEY_PREFIX": "faults:"}).start()
+                       extra_env={"MONGO_DB": "faults", "PAYGATE_KEY_PREFIX": "faults:"}).start(timeout=60)
     try:
-        application = rig.App(app)
-        application.wait_ready(timeout=60)
-        yield application, redis_svc, mongo_svc
+        yield rig.App(app), redis_svc, mongo_svc
     finally:
         app.stop()
         if mongo_svc:

@@ -29,6 +29,7 @@ import requests
 
 from loadtest import traffic
 from rig import ROOT, free_port, stop_up
+from rig.probe import http_ok, wait_answering
 
 from . import cpu, results, stack
 from .report import machine, percentile, table
@@ -52,18 +53,9 @@ def start_kit(log: Path) -> tuple[subprocess.Popen, str, str]:
 
 
 def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
-    """Block until the app answers /ready with 200 (the kit's log tail on failure)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"make up exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if requests.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url}/ready not 200 after {timeout:g} s")
+    """Block until the app answers /ready with 200 (RuntimeError with the kit's log tail otherwise)."""
+    wait_answering("make up", lambda: http_ok(url + "/ready"), timeout, proc,
+                   lambda: log.read_text(errors="replace")[-3000:])
 
 
 def workers(up_pid: int) -> list[int]:

@@ -74,10 +74,9 @@ def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | 
                        extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": prefix})
     if wsgi:
         svc.argv.append(wsgi)  # gunicorn's positional app module wins over wsgi_app in the config
-    svc.start()
+    svc.start(timeout=60)
     application = rig.App(svc, db_name=db, prefix=prefix)
     try:
-        application.wait_ready(timeout=60)
         if wsgi not in (STUB, FLOOR):
             application.reset()
         yield application

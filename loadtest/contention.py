@@ -148,6 +148,8 @@ def run(host: str, token: str, sizes: list[int]) -> list[Row]:
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         admin.set_mode("audit")  # answered once every worker serves it
+        print(f"mode audit on every worker; measuring n = {', '.join(map(str, sizes))} (Ctrl-C puts {found} back)",
+              file=sys.stderr, flush=True)
         return measure(host, sizes, knobs)
     finally:
         # Always put back what was found: a flip to the mode already in force is harmless.

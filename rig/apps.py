@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .client import AdminClient
-from .services import ROOT, Service, free_port, temp_dir, unique, wait_for_port
+from .probe import http_ok, wait_answering
+from .services import ROOT, Service, answers_http, free_port, temp_dir, unique
 
 __all__ = ["App", "Kit", "TEST_SECRET", "TEST_TOKEN", "app_config", "gunicorn", "make_up", "start_app", "stop_up"]
 
@@ -21,7 +22,8 @@ TEST_SECRET = "test-secret-key"
 
 def gunicorn(workdir: Path, mongo_url: str | None, redis_url: str, workers: int = 2, port: int | None = None,
              extra_env: dict | None = None) -> Service:
-    """The app under real gunicorn (gthread), as `make up` and compose run it.
+    """The app under real gunicorn (gthread), as `make up` and compose run it; ready when /ready answers 200
+    (its store and Redis both answer).
 
     Without `mongo_url` the app keeps its payments in a SQLite file in `workdir` (the embedded default).
     """
@@ -39,7 +41,7 @@ def gunicorn(workdir: Path, mongo_url: str | None, redis_url: str, workers: int 
         **(extra_env or {}),
     }
     argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT)]
-    return Service("gunicorn", argv, port, workdir, env=env)
+    return Service("gunicorn", argv, port, workdir, answers_http("/ready"), env=env)
 
 
 @dataclass
@@ -69,17 +71,11 @@ class App(AdminClient):
 
 def start_app(name: str, mongo_url: str | None, redis_url: str, workers: int = 2,
               extra_env: dict | None = None) -> App:
-    """The app under gunicorn with a database and key prefix of its own, ready to serve."""
+    """The app under gunicorn with a database and key prefix of its own, ready to serve (/ready answers 200)."""
     db, prefix = f"{name}_{os.urandom(5).hex()}", f"{name}:{os.urandom(5).hex()}:"
     svc = gunicorn(temp_dir(name), mongo_url, redis_url, workers=workers,
                    extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": prefix, **(extra_env or {})}).start()
-    app = App(svc, db_name=db, prefix=prefix)
-    try:
-        app.wait_ready()
-    except Exception:
-        svc.stop()
-        raise
-    return app
+    return App(svc, db_name=db, prefix=prefix)
 
 
 def app_config(**overrides) -> dict:
@@ -107,7 +103,8 @@ def make_up(workdir: Path, token: str, extra_env: dict | None = None):
 
     Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
     """
-    ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port()}
+    # REDIS_PORT too: two kits started at once by parallel tests would both find 6379 free.
+    ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port(), "REDIS_PORT": free_port()}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": token,
            "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3"), **(extra_env or {})}
     for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY"):
@@ -118,10 +115,12 @@ def make_up(workdir: Path, token: str, extra_env: dict | None = None):
         proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     kit = Kit(ports, workdir, proc, token)
+    # Each part is ready when it answers its own protocol: the app's /ready, Locust's web UI, Prometheus's /-/ready.
+    probes = {"app": ("PORT", "/ready"), "Locust": ("LOCUST_PORT", "/"), "Prometheus": ("PROMETHEUS_PORT", "/-/ready")}
     try:
-        for port in ports.values():
-            wait_for_port(port, 40, proc)
-        kit.wait_ready(timeout=30)
+        for name, (port, path) in probes.items():
+            wait_answering(f"make up's {name}", lambda port=port, path=path: http_ok(f"http://127.0.0.1:{ports[port]}{path}"),
+                           60, proc, lambda: kit.log[-3000:])
         yield kit
     finally:
         stop_up(proc)

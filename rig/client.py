@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import requests
 
-from .probe import poll_until
+from .probe import http_ok, wait_answering
 
 TIMEOUT_S = 10
 
@@ -27,19 +27,8 @@ class AdminClient:
         return requests.request(method, self.url + path, headers=headers, timeout=TIMEOUT_S, **kwargs)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        """Wait until /ready answers 200 (TimeoutError with the last answer otherwise)."""
-        last = []
-
-        def ready() -> bool:
-            try:
-                last.append(requests.get(self.url + "/ready", timeout=2))
-            except requests.RequestException as err:
-                last.append(err)
-                return False
-            return last[-1].status_code == 200
-
-        if not poll_until(ready, timeout, every=0.1):
-            raise TimeoutError(f"app not ready: {last[-1] if last else 'no answer'}")
+        """Wait until /ready answers 200: its store and Redis answer (RuntimeError saying why otherwise)."""
+        wait_answering(f"the app at {self.url}", lambda: http_ok(self.url + "/ready"), timeout)
 
     def set_mode(self, mode: str, **extra) -> dict:
         """Flip the mode; returns once every worker serves it (raises on an error status)."""

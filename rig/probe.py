@@ -1,7 +1,8 @@
-"""Observe a running app from outside: /metrics, polling, bursts, its workers."""
+"""Observe a running app from outside: /metrics, polling, readiness, bursts, its workers."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,38 @@ def poll_until(probe: Callable[[], T], timeout: float = 10.0, every: float = 0.0
         if value or time.monotonic() > deadline:
             return value
         time.sleep(every)
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """One GET on a fresh connection answers 200 (a readiness probe: /ready, /-/ready, a web UI)."""
+    return requests.get(url, timeout=timeout, headers={"Connection": "close"}).status_code == 200
+
+
+def wait_answering(name: str, answers: Callable[[], bool], timeout: float, proc: subprocess.Popen | None = None,
+                   log_tail: Callable[[], str] = str) -> None:
+    """Block until answers() is true: a service is ready when it answers its own protocol, not when its
+    port accepts. Each answers() is one attempt with a short timeout of its own (an exception counts as no).
+
+    RuntimeError naming the service, why, and its log tail, when its process exits first or it has not
+    answered within `timeout` seconds.
+    """
+    why = ["no answer yet"]
+
+    def settled() -> bool:
+        if proc is not None and proc.poll() is not None:
+            why[0] = f"exited with status {proc.returncode} before it answered"
+            return True
+        try:
+            if answers():
+                why[0] = ""
+                return True
+            why[0] = "answered, but not ready"
+        except Exception as err:  # the server is starting: refused, reset, timed out, "starting up"
+            why[0] = f"{type(err).__name__}: {err}"
+        return False
+
+    if not poll_until(settled, timeout, every=0.1) or why[0]:
+        raise RuntimeError(f"{name} did not start: {why[0]} (waited up to {timeout:g} s)\n{log_tail()}")
 
 
 def no_writes_in_flight(url: str, timeout: float = 30.0) -> bool:

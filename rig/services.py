@@ -5,6 +5,11 @@ redis-server, FerretDB (the MongoDB-wire server, built from tools/ferretdb)
 on Debian's PostgreSQL, and Prometheus; the app under gunicorn and `make up`
 are in rig/apps.py. A missing binary is an error, never a skip: `make test`
 installs them all.
+
+A service is ready when it answers its own protocol (Redis `PING`, a
+PostgreSQL `SELECT 1`, a MongoDB `ping`, an HTTP status), never when its port
+merely accepts: PostgreSQL, for one, accepts connections while it is still
+"starting up", and on a cold machine that window is long.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import redis
+from pymongo import MongoClient
+
+from .probe import http_ok, wait_answering
 
 __all__ = [
     "FERRETDB_BIN",
@@ -29,8 +38,13 @@ __all__ = [
     "Postgres",
     "ROOT",
     "Service",
+    "answers_http",
+    "answers_mongodb",
+    "answers_postgres",
+    "answers_redis",
     "ferretdb",
     "free_port",
+    "listener_pid",
     "port_is_free",
     "postgres",
     "prometheus",
@@ -39,7 +53,6 @@ __all__ = [
     "shared_postgres",
     "temp_dir",
     "unique",
-    "wait_for_port",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,18 +89,66 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    """Block until something accepts connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+# Each probe is one attempt with a short timeout of its own, so that a service that hangs
+# (SIGSTOP) or is still starting makes the attempt fail, never block the wait for it.
+PROBE_TIMEOUT_S = 1.0
+
+
+def answers_http(path: str) -> Callable[[int], bool]:
+    """A probe: GET http://127.0.0.1:<port><path> answers 200."""
+    return lambda port: http_ok(f"http://127.0.0.1:{port}{path}", PROBE_TIMEOUT_S)
+
+
+def answers_redis(port: int) -> bool:
+    """A probe: Redis answers PING."""
+    with redis.Redis(port=port, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S) as client:
+        return client.ping() is True
+
+
+def answers_mongodb(port: int) -> bool:
+    """A probe: a MongoDB-wire server answers the `ping` command."""
+    with MongoClient(f"mongodb://127.0.0.1:{port}/", directConnection=True, serverSelectionTimeoutMS=1000,
+                     connectTimeoutMS=1000, socketTimeoutMS=1000) as client:
+        return client.admin.command("ping").get("ok") == 1
+
+
+def answers_postgres(port: int) -> bool:
+    """A probe: PostgreSQL runs `SELECT 1` (it accepts connections, and refuses them, while starting up)."""
+    done = subprocess.run([require("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
+                           "-tAc", "SELECT 1"], capture_output=True, text=True, timeout=5,
+                          env={**os.environ, "PGCONNECT_TIMEOUT": "2"})
+    return done.returncode == 0 and done.stdout.strip() == "1"
+
+
+def _listening_sockets(port: int) -> set[str]:
+    """The kernel's names ("socket:[inode]") of the TCP sockets listening on `port`, IPv4 and IPv6."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            rows = Path(table).read_text().splitlines()[1:]
         except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def listener_pid(port: int, process_group: int | None = None) -> int | None:
+    """The pid of a process listening on TCP `port` (in `process_group` only, when given), or None."""
+    sockets = _listening_sockets(port)
+    for entry in Path("/proc").iterdir() if sockets else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if process_group is not None and os.getpgid(int(entry.name)) != process_group:
+                continue
+            if any(os.readlink(fd) in sockets for fd in (entry / "fd").iterdir()):
+                return int(entry.name)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return None
 
 
 def require(binary: str | Path) -> str:
@@ -106,6 +167,7 @@ class Service:
     argv: list[str]
     port: int
     workdir: Path
+    answers: Callable[[int], bool]  # the protocol probe: True once the server answers on `port`
     env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -114,17 +176,21 @@ class Service:
         return self.workdir / f"{self.name}.log"
 
     def start(self, timeout: float = 30.0) -> Service:
-        """Start the process and wait until its port accepts connections."""
+        """Start the process and wait until it answers its own protocol (RuntimeError with its log tail if it
+        exits first or never answers within `timeout`)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, cwd=self.workdir, env={**os.environ, **self.env},
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        # Ours and answering: a free port can be taken by another process between free_port() and the bind,
+        # and a probe answered by that one would pass for this service.
+        ours = lambda: listener_pid(self.port, self.proc.pid) is not None  # noqa: E731
         try:
-            wait_for_port(self.port, timeout, self.proc)
-        except Exception as err:
+            wait_answering(self.name, lambda: ours() and self.answers(self.port), timeout, self.proc, self.log_tail)
+        except Exception:
             self.stop()
-            raise RuntimeError(f"{self.name} did not start: {err}\n{self.log_tail()}") from err
+            raise
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 25.0) -> None:
@@ -180,7 +246,7 @@ def redis_server(workdir: Path, port: int | None = None) -> Service:
     port = port or free_port()
     argv = [require("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(workdir)]
-    return Service("redis", argv, port, workdir)
+    return Service("redis", argv, port, workdir, answers_redis)
 
 
 def _postgres_bin(name: str) -> str:
@@ -265,7 +331,7 @@ def postgres(workdir: Path | None = None, port: int | None = None) -> Postgres:
                               "-c", "max_connections=1000",
                               # Fresh planner statistics within seconds of a bulk load (bench seeds 100,000 payments).
                               "-c", "autovacuum_naptime=1"])
-    return Postgres("postgres", argv, port, workdir)
+    return Postgres("postgres", argv, port, workdir, answers_postgres)
 
 
 _shared_postgres: Postgres | None = None
@@ -292,7 +358,7 @@ def ferretdb(workdir: Path, port: int | None = None) -> Service:
     port = port or free_port()
     pg_url = shared_postgres().create_database("ferretdb_" + os.urandom(5).hex())
     argv = [require(FERRETDB_BIN), "-listen", f"127.0.0.1:{port}", "-postgresql-url", pg_url]
-    return Service("ferretdb", argv, port, workdir)
+    return Service("ferretdb", argv, port, workdir, answers_mongodb)
 
 
 def prometheus(workdir: Path, config: Path, port: int | None = None) -> Service:
@@ -300,7 +366,7 @@ def prometheus(workdir: Path, config: Path, port: int | None = None) -> Service:
     port = port or free_port()
     argv = [require("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}"]
-    return Service("prometheus", argv, port, workdir)
+    return Service("prometheus", argv, port, workdir, answers_http("/-/ready"))
 
 
 def unique(prefix: str) -> str:

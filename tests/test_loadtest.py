@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import rig
 from loadtest import plan as plans
 from loadtest.checkout import ready_model_ms
 from loadtest.contention import wait_drained
-from rig.probe import poll_until
+from rig.probe import poll_until, until_every_worker
 
 pytestmark = pytest.mark.services
 
@@ -107,24 +108,38 @@ def test_contention_measures_audit_and_restores_the_mode_it_found(live):
     assert [r[3].strip() for r in rows] == ["300", "400"]
 
 
+def modes_served(url: str) -> set[str]:
+    """The modes the app's workers serve, asked until every worker has answered (fresh connections)."""
+    return {r.json()["mode"] for r in until_every_worker(lambda: requests.get(url + "/admin/db-mode", timeout=10), 10)}
+
+
 def test_contention_restores_the_mode_on_ctrl_c(live):
     proc = subprocess.Popen([sys.executable, "-m", "loadtest.contention", "--host", live.url, "--sizes", "10,10,10"],
                             cwd=ROOT, env={**ENV, "ADMIN_TOKEN": live.token}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    # The tool's own word that its flip has answered. Reading the mode from outside instead would race
+    # the flip: one worker serves `audit` a moment before the others, while the flip is still in progress.
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True)
+    reader.start()
+    flipped = lambda: any(line.startswith("mode audit on every worker") for line in said)  # noqa: E731
     try:
-        # The tool flipped (the flip answers once every worker serves it) or died trying.
-        flipped = poll_until(lambda: proc.poll() is not None or live.mode() == "audit", timeout=60)
-        if not (flipped and live.mode() == "audit"):
+        poll_until(lambda: proc.poll() is not None or flipped(), timeout=60)
+        if not flipped():
             proc.kill()
-            out, err = proc.communicate(timeout=10)
-            pytest.fail(f"the tool never flipped to audit (exit {proc.returncode}):\n{out[-1500:]}\n{err[-1500:]}")
+            reader.join(10)
+            pytest.fail(f"the tool never flipped to audit (exit {proc.wait(10)}):\n{proc.stdout.read()[-1500:]}\n"
+                        + "".join(said)[-1500:])
+        assert modes_served(live.url) == {"audit"}, "the flip answered once every worker served it"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        proc.wait(60)
+        reader.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    err = "".join(said)
     assert proc.returncode == 130, err
-    assert live.mode() == "original"  # the restoring flip answered once every worker served it
+    assert modes_served(live.url) == {"original"}, "the restoring flip answered once every worker served it"
     assert "mode restored to original" in err
     wait_drained(live.url)
 
@@ -138,7 +153,7 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
                              "--web-port", str(port)], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        rig.wait_for_port(port, timeout=30, proc=proc)
+        rig.probe.wait_answering("Locust's web UI", lambda: rig.probe.http_ok(ui + "/"), 30, proc)
         time.sleep(1)  # time enough for a wrongly auto-started run to show: nothing to poll for
         assert requests.get(ui + "/stats/requests", timeout=5).json()["state"] == "ready"  # not auto-started
         page = requests.get(ui + "/", timeout=5).text

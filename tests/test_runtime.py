@@ -57,6 +57,20 @@ def test_a_flip_is_seen_by_another_worker_within_its_cache_time(rds, prefix):
     assert time.monotonic() - flipped < 0.1 + 0.05
 
 
+def test_a_read_sent_before_a_flip_cannot_undo_it_when_it_arrives_after(rds, prefix):
+    state = RuntimeState(rds, prefix, 0)
+    state.refresh()
+    ticket = state.reading()  # a sync tick sends its read...
+    stale = rds.mget(*state.keys)  # ...and Redis answers with the state before the flip
+    flipped = state.set_mode("audit", "ana")  # the flip writes, then installs its own fresher read
+    stamp = state.stamp
+    # The tick's answer is handed over last: it must not put `original` back, nor the old stamp
+    # (the flip's answer waits for every worker to publish the new one).
+    assert state.apply(*stale, ticket).mode == "audit" == flipped.mode
+    assert state.stamp == stamp
+    assert state.apply(*rds.mget(*state.keys), state.reading()).mode == "audit", "a newer read installs"
+
+
 def test_ttl_reverts_once_and_is_recorded(rds, prefix):
     clock = Clock()
     a, b = RuntimeState(rds, prefix, 0, clock=clock), RuntimeState(rds, prefix, 0, clock=clock)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -21,12 +22,26 @@ def _pids_seen(url: str, tries: int = 200) -> set[int]:
     return {_pid(requests.get(url + "/health", timeout=5)) for _ in range(tries)}
 
 
+@pytest.fixture
+def foreign_redis(tmp_path):
+    """A Redis that is not the kit's, on the port `make up` wants, as where Debian's redis-server package
+    started its own on 6379 (a port of its own here: parallel tests share the machine)."""
+    server = rig.redis_server(tmp_path / "foreign-redis").start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.services
 @pytest.mark.timeout(240)
-def test_make_up_runs_workers_on_redis_and_sqlite_and_keeps_payments_across_a_restart(tmp_path):
-    rig.require("redis-server")
-    with rig.make_up(tmp_path, TOKEN) as kit:
-        assert "redis-server on 127.0.0.1:" in kit.log and "SQLite file" in kit.log
+def test_make_up_runs_workers_on_redis_and_sqlite_and_keeps_payments_across_a_restart(tmp_path, foreign_redis):
+    wanted = foreign_redis.port
+    with rig.make_up(tmp_path, TOKEN, {"REDIS_PORT": str(wanted)}) as kit:
+        own = re.search(r"redis-server on 127\.0\.0\.1:(\d+) \(started here\)", kit.log)
+        assert own and int(own.group(1)) != wanted and "SQLite file" in kit.log, kit.log
+        # The banner says who holds the port, and which one the kit's own Redis took instead.
+        assert f"port {wanted} is taken by redis-server (pid {foreign_redis.proc.pid}), a Redis " in kit.log, kit.log
+        assert f"the kit uses its own Redis on {own.group(1)}" in kit.log, kit.log
+
         config = requests.get(kit.url + "/debug/config", timeout=5).json()
         assert config["backends"] == {"store": "sqlite", "redis": "redis"}
         pids = _pids_seen(kit.url)

@@ -1,8 +1,8 @@
 """`make up`: the kit on one machine without Docker.
 
 Payments go to a SQLite file under .cache/ (it survives restarts). When
-`redis-server` is on PATH it is started too (port 6379 if free, else a free
-one), and the app runs several gunicorn workers that share the mode, the
+`redis-server` is on PATH it is started too (port 6379, or REDIS_PORT, if free;
+else a free one, and the banner says what holds it), and the app runs several gunicorn workers that share the mode, the
 knobs and the writes in flight through it, as in compose; without it, one
 worker keeps that state in-process. Also started: the Locust web UI pointed at
 the app, and Prometheus when a `prometheus` binary is on PATH. MONGO_URL /
@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import redis  # noqa: E402
+
 import rig  # noqa: E402
 from app.config import ensure_shared_secrets, redact_url  # noqa: E402
 from app.lan import checkout_url  # noqa: E402
@@ -32,6 +34,23 @@ CACHE = ROOT / ".cache"
 
 def _port(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
+
+
+def port_holder(port: int) -> str:
+    """Who holds 127.0.0.1:port, for the banner: "redis-server (pid 812), a Redis 7.0.15 that is not the kit's"."""
+    pid = rig.listener_pid(port)
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace") if pid else ""
+    except OSError:
+        command = ""
+    who = f"{Path(command).name or 'a process'} (pid {pid})" if pid else "a process this user cannot see"
+    try:
+        with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+            what = f"a Redis {client.info('server')['redis_version']} that is not the kit's"
+    except (redis.RedisError, OSError, KeyError):
+        return f"{who}, which does not answer as Redis"
+    # Debian's package starts its own server on 6379 at install time.
+    return f"{who}, {what} (Debian's redis-server package starts one: `service redis-server stop` frees the port)"
 
 
 def main() -> int:
@@ -48,8 +67,11 @@ def main() -> int:
     procs: list[tuple[str, subprocess.Popen]] = []
     services: list[rig.Service] = []
     redis_server = None if env.get("REDIS_URL") else shutil.which("redis-server")
+    redis_port, taken = _port("REDIS_PORT", 6379), None
     if redis_server:
-        redis_port = 6379 if rig.port_is_free(6379) else rig.free_port(avoid={port, locust_port, prom_port})
+        if not rig.port_is_free(redis_port):
+            taken = f"port {redis_port} is taken by {port_holder(redis_port)}"
+            redis_port = rig.free_port(avoid={port, locust_port, prom_port})
         services.append(rig.redis_server(Path(env["PAYGATE_SQLITE_PATH"]).parent / "redis", redis_port).start())
         env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     # Several workers need a Redis they share; the in-process stand-in lives inside one worker.
@@ -94,6 +116,8 @@ def main() -> int:
         f"SQLite file {env['PAYGATE_SQLITE_PATH']}"
     if redis_server:
         state = f"redis-server on 127.0.0.1:{redis_port} (started here)"
+        if taken:
+            state += f"\n{'':22}{taken}: the kit uses its own Redis on {redis_port}"
     elif shared_redis:
         state = f"Redis at {redact_url(env['REDIS_URL'])}"
     else:
