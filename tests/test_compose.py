@@ -7,8 +7,12 @@ specification's JSON schema and its consistency checks, exactly as
 committed): the tests load the compose file from a scratch directory with a
 .env made from .env.example plus fresh secrets, as `make env` makes it, and
 read the resolved project with its paths pointed back at the repo.
+The app scales (`docker compose up --scale app=3`): the project loads with
+app scaled to 3, the room reaches it only through the load balancer `lb`
+(deploy/haproxy/haproxy.cfg), and Prometheus finds every replica by DNS.
 The Dockerfile is linted with hadolint plus a few house checks, and its
-HEALTHCHECK command is run against the app under real gunicorn.
+HEALTHCHECK command, like the balancer's, is run against the app under real
+gunicorn.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +35,7 @@ import yaml
 
 import rig
 from app.config import load_settings
+from rig.probe import poll_until
 
 ROOT = rig.ROOT
 COMPOSE = ROOT / "docker-compose.yml"
@@ -36,8 +43,13 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 CONFIG_TOOL = ROOT / ".cache" / "bin" / "composeconfig"
 
-# The ports the kit publishes on the host (README and the ports table of the behaviour contract).
-PUBLISHED = {"app": 8000, "locust": 8089, "prometheus": 9090, "grafana": 3000}
+# The ports the kit publishes on the host (README and the ports table of the behaviour contract);
+# the app's 8000 is published by its load balancer.
+PUBLISHED = {"lb": 8000, "locust": 8089, "prometheus": 9090, "grafana": 3000}
+# Scaled with `--scale NAME=N`: no published port, no fixed container name.
+SCALED = {"app", "locust-worker"}
+APP_PORT = 8000
+HAPROXY_DIR = ROOT / "deploy" / "haproxy"
 # The databases: on the compose network only, never on the host (the room changes the mode
 # through the admin API and its token, not by writing to Redis).
 INTERNAL = {"mongo": 27017, "redis": 6379}
@@ -216,7 +228,7 @@ def test_make_env_writes_a_working_env_once(composeconfig, tmp_path):
 
 
 def test_every_service_of_the_stack_is_defined(services):
-    assert set(services) == set(PUBLISHED) | set(INTERNAL) | {"locust-worker"} | TOOLS
+    assert set(services) == set(PUBLISHED) | set(INTERNAL) | SCALED | TOOLS
 
 
 def test_every_promised_port_is_published(services):
@@ -244,8 +256,8 @@ def test_every_service_has_a_healthcheck(services):
 
 
 def test_start_order_waits_for_healthy_dependencies(services):
-    expected = {"app": {"mongo", "redis"}, "prometheus": {"app"}, "grafana": {"prometheus"},
-                "locust": {"app"}, "locust-worker": {"locust"}, "rehearse": {"app"}}
+    expected = {"app": {"mongo", "redis"}, "lb": {"app"}, "prometheus": {"app"}, "grafana": {"prometheus"},
+                "locust": {"lb"}, "locust-worker": {"locust"}, "rehearse": {"lb"}}
     for name, deps in expected.items():
         got = services[name].get("depends_on", {})
         assert set(got) == deps, name
@@ -259,6 +271,8 @@ def test_images_are_pinned(services):
         assert repo and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned"
     assert services["mongo"]["image"].startswith("mongo:7.")
     assert services["redis"]["image"].startswith("redis:7.")
+    # HAProxy 2.6, the LTS Debian bookworm ships, as an exact patch release.
+    assert re.fullmatch(r"haproxy:2\.6\.\d+", services["lb"]["image"]), services["lb"]["image"]
     assert services["app"]["build"]["dockerfile"] == "Dockerfile"
 
 
@@ -282,7 +296,7 @@ def test_locust_workers_scale(services):
     worker, master = services["locust-worker"], services["locust"]
     assert "container_name" not in worker and not worker.get("ports")
     assert "--worker" in worker["command"] and "--master-host=locust" in worker["command"]
-    assert "--master" in master["command"] and "--host=http://app:8000" in master["command"]
+    assert "--master" in master["command"] and "--host=http://lb:8000" in master["command"]
 
 
 def test_both_locust_services_load_the_workshop_shapes(services):
@@ -296,7 +310,7 @@ def test_rehearse_runs_the_calibration_inside_the_stack_and_writes_the_plan_back
     rehearse = services["rehearse"]
     assert rehearse["profiles"] == ["tools"]
     assert rehearse["entrypoint"][-2:] == ["-m", "loadtest.calibrate"]
-    assert "http://app:8000" in rehearse["command"]
+    assert "http://lb:8000" in rehearse["command"]
     mount = next(v for v in rehearse["volumes"] if v["target"] == "/home/locust/loadtest")
     assert Path(mount["source"]) == ROOT / "loadtest" and not mount.get("read_only"), "the plan cannot be written back"
     assert rehearse["environment"]["ADMIN_TOKEN"], "calibration flips the mode: it needs the admin token"
@@ -314,7 +328,7 @@ def test_every_mounted_path_exists_in_the_repo(services):
             mounts += 1
     assert mounts >= 4
     # The files inside the mounts that the services are pointed at by name.
-    for path in ("dashboards/prometheus/prometheus.yml", "dashboards/prometheus/rules",
+    for path in ("deploy/haproxy/haproxy.cfg", "dashboards/prometheus/prometheus.yml", "dashboards/prometheus/rules",
                  "dashboards/grafana/provisioning/datasources", "dashboards/grafana/provisioning/dashboards",
                  "dashboards/grafana/dashboards/paygate.json", "loadtest/locustfile.py", "loadtest/locust.conf"):
         assert (ROOT / path).exists(), f"{path} is missing"
@@ -355,10 +369,15 @@ def test_prometheus_finds_its_rules_through_the_mount(services):
 
 
 def test_mounted_configs_address_services_of_the_stack(services):
-    """Prometheus scrapes the app and Grafana's datasource is Prometheus, by their compose names."""
+    """Prometheus finds every app replica by its compose name (DNS, not a fixed target), and
+    Grafana's datasource is Prometheus."""
     prom = yaml.safe_load((ROOT / "dashboards/prometheus/prometheus.yml").read_text())
-    targets = [t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
-    assert "app:8000" in targets
+    [job] = prom["scrape_configs"]
+    assert job["job_name"] == "paygate" and "static_configs" not in job, job
+    # Type A: one address per replica, each scraped directly (not through the balancer).
+    assert [(sd["names"], sd["type"], sd["port"]) for sd in job["dns_sd_configs"]] == [(["app"], "A", APP_PORT)]
+    assert services["app"]["environment"]["BIND"].endswith(f":{APP_PORT}")
+    assert int(job["dns_sd_configs"][0]["refresh_interval"].removesuffix("s")) <= 10, "replicas found too late"
     for source in (ROOT / "dashboards/grafana/provisioning/datasources").glob("*.y*ml"):
         for ds in yaml.safe_load(source.read_text()).get("datasources", []):
             url = urlsplit(ds["url"])
@@ -412,6 +431,107 @@ def test_values_live_in_env_example_and_the_compose_file_names_them():
     # Every ${NAME} in the compose file is named in .env.example.
     for name in set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text)):
         assert name in example, f"${{{name}}} is not in .env.example"
+
+
+# --- the app's replicas behind the load balancer ----------------------------------------------------
+
+
+def scaled(compose_text: str, replicas: int, extra: str = "") -> str:
+    """The compose file with `scale: N` (what `docker compose up --scale app=N` sets) and `extra` on app."""
+    head = "  app:\n    build: .\n"
+    assert compose_text.count(head) == 1
+    return compose_text.replace(head, f"{head}    scale: {replicas}\n{extra}")
+
+
+def test_the_project_loads_with_app_scaled_to_3(composeconfig, tmp_path):
+    """The loader's consistency checks pass with three replicas; the same checks refuse a fixed
+    container name (so they are real), and nothing published collides."""
+    result = load_with(composeconfig, tmp_path, env_file(), scaled(COMPOSE.read_text(), 3))
+    assert result.returncode == 0, result.stderr
+    app = json.loads(result.stdout)["services"]["app"]
+    assert app["scale"] == 3 and app["deploy"]["replicas"] == 3
+    assert not app.get("ports"), "three replicas cannot publish the same host port"
+    named = load_with(composeconfig, tmp_path, env_file(), scaled(COMPOSE.read_text(), 3, "    container_name: paygate-app\n"))
+    assert named.returncode != 0 and "container name must be unique" in named.stderr, named.stderr
+
+
+def test_services_that_scale_have_no_fixed_name_and_no_published_port(services):
+    for name in SCALED:
+        assert "container_name" not in services[name] and not services[name].get("ports"), name
+        assert services[name].get("network_mode") != "host", name
+
+
+def test_the_room_reaches_the_app_only_through_the_balancer(services):
+    """lb publishes 8000 and runs deploy/haproxy/haproxy.cfg; Locust and rehearse go through it."""
+    lb = services["lb"]
+    assert {(int(p["target"]), int(p["published"])) for p in lb["ports"]} == {(APP_PORT, APP_PORT)}
+    mount = next(v for v in lb["volumes"] if v["target"] == "/usr/local/etc/haproxy")
+    assert Path(mount["source"]) == HAPROXY_DIR and mount["read_only"], mount
+    # The image's default command reads /usr/local/etc/haproxy/haproxy.cfg: lb sets none of its own.
+    assert not lb.get("command") and not lb.get("entrypoint")
+    cfg = (HAPROXY_DIR / "haproxy.cfg").read_text()
+    bind = re.search(r'^\s*bind\s+"\$\{(\w+)\}"', cfg, re.M)
+    assert bind and lb["environment"][bind.group(1)] == f":{APP_PORT}", "the balancer listens where it publishes"
+    # Its servers are the replicas by the app's compose name, on the app's port.
+    assert re.search(rf"^\s*server-template\s+\S+\s+\d+\s+app:{APP_PORT}\s", cfg, re.M), "lb does not balance over app"
+    hosts = [a for a in services["locust"]["command"] if a.startswith("--host=")]
+    hosts += [services["rehearse"]["command"][services["rehearse"]["command"].index("--host") + 1]]
+    assert all(urlsplit(h.split("=", 1)[-1]).netloc == f"lb:{APP_PORT}" for h in hosts), hosts
+
+
+def lb_healthcheck(services, port: int) -> list[str]:
+    """lb's healthcheck command, as compose resolved it, asking `port` instead of the balancer's 8000."""
+    check = services["lb"]["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "bash", "-c"] and f"/dev/tcp/127.0.0.1/{APP_PORT}" in check[3]
+    assert "GET /health HTTP/1." in check[3], "an HTTP check of the app through the balancer, not a port check"
+    return ["bash", "-c", check[3].replace(f"/dev/tcp/127.0.0.1/{APP_PORT}", f"/dev/tcp/127.0.0.1/{port}")]
+
+
+def test_lb_healthcheck_asks_http_and_passes_only_on_a_200(services, live):
+    """The haproxy image has bash but neither curl nor wget: its check speaks HTTP over /dev/tcp.
+    It passes against the app's /health (what a replica answers through lb), fails on an answer
+    that is not 200 (HAProxy's 503 with no replica in rotation) and with nothing listening."""
+    ok = subprocess.run(lb_healthcheck(services, live.service.port), capture_output=True, timeout=10)
+    assert ok.returncode == 0, ok.stderr
+    not_200 = lb_healthcheck(services, live.service.port)
+    not_200[2] = not_200[2].replace("GET /health ", "GET /no-such-page ")
+    assert subprocess.run(not_200, capture_output=True, timeout=10).returncode != 0
+    down = subprocess.run(lb_healthcheck(services, rig.free_port()), capture_output=True, timeout=10)
+    assert down.returncode != 0
+
+
+class Replica(BaseHTTPRequestHandler):
+    """A stand-in replica whose /health answers `server.status`."""
+
+    def do_GET(self):
+        self.send_response(self.server.status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_lb_healthcheck_through_haproxy_follows_the_replicas(services, tmp_path):
+    """Through HAProxy 2.6 running deploy/haproxy/haproxy.cfg (the test rig's, servers on loopback):
+    healthy while a replica answers /health; unhealthy once HAProxy has taken the last one out of
+    rotation and answers 503 itself."""
+    from rig.replicas import haproxy  # the compose file's config, its servers block on loopback
+
+    replica = ThreadingHTTPServer(("127.0.0.1", 0), Replica)
+    replica.status = 200
+    threading.Thread(target=replica.serve_forever, daemon=True).start()
+    lb = haproxy(tmp_path / "lb", [replica.server_address[1]]).start()
+    try:
+        check = lb_healthcheck(services, lb.port)
+        assert subprocess.run(check, capture_output=True, timeout=10).returncode == 0
+        replica.status = 500  # failing its health checks: HAProxy takes it out within about 2 s
+        assert poll_until(lambda: requests.get(f"http://127.0.0.1:{lb.port}/health", timeout=5).status_code == 503,
+                          timeout=10, every=0.25), "HAProxy kept a failing replica in rotation"
+        assert subprocess.run(check, capture_output=True, timeout=10).returncode != 0, "lb healthy with no replica"
+    finally:
+        lb.stop()
+        replica.shutdown()
+        replica.server_close()
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The Grafana provisioning and dashboard: datasource uid, panels, and that every
 expression (panels, annotation, alert rules) is valid PromQL naming only metrics
-the running app really exports."""
+the running app really exports, and reads every replica as the room: a replica's
+own series summed, a room-wide gauge taken once with max()."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ from tools.dashboards import (
 PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "rate", "irate", "increase", "changes",
                 "histogram_quantile", "by", "without", "on", "ignoring", "group_left", "group_right",
                 "and", "or", "unless", "offset", "vector", "le", "bool"}
+AGGREGATIONS = {"sum", "max", "min", "avg", "count"}
+# Gauges each replica reports for the whole room, read from Redis (app/contention.py, app/runtime.py):
+# summed over N replicas they would count N times. Every other metric is a replica's own: its
+# workers' counters and buckets, and the audit queue each worker keeps (app/store/drainer.py).
+ROOM_WIDE = {"paygate_inflight_writes", "paygate_db_mode"}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -34,6 +40,21 @@ def metric_names(expr: str) -> set[str]:
     bare = re.sub(r"\[[^\]]*\]", "", bare)
     bare = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", bare)
     return {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare) if w not in PROMQL_WORDS}
+
+
+def aggregation_of(expr: str, at: int) -> str | None:
+    """The innermost aggregation (sum, max, ...) around position `at` of an expression, or None."""
+    depth = 0
+    for i in range(at - 1, -1, -1):
+        if expr[i] == ")":
+            depth += 1
+        elif expr[i] == "(" and depth:
+            depth -= 1
+        elif expr[i] == "(":
+            head = re.search(r"(\w+)\s*(?:(?:by|without)\s*\([^)]*\)\s*)?$", expr[:i])
+            if head and head.group(1) in AGGREGATIONS:
+                return head.group(1)
+    return None
 
 
 # -- the dashboard file --------------------------------------------------------
@@ -118,6 +139,21 @@ def test_every_expression_is_valid_promql(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{len(rules)} rules found" in out.stdout
+
+
+def test_every_query_reads_the_replicas_as_one_room():
+    """With `--scale app=N` each replica is an instance: the panels and alerts sum what each replica
+    counts for itself and take a room-wide gauge once (max), so no figure changes with N."""
+    queries = dashboard_queries() + [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()]
+    for where, expr in queries:
+        for m in re.finditer(r"\bpaygate_[a-z_]+", expr):
+            expected = "max" if m.group(0) in ROOM_WIDE else "sum"
+            assert aggregation_of(expr, m.start()) == expected, f"{where}: {m.group(0)} is not under {expected}()"
+
+
+def test_aggregation_of_finds_the_innermost_aggregation():
+    expr = "histogram_quantile(0.95, sum by (mode, le) (rate(x[1m]))) > max(changes(y[1m])) and z"
+    assert [aggregation_of(expr, expr.index(n)) for n in ("x[", "y[", " z")] == ["sum", "max", None]
 
 
 def test_metric_name_extraction_sees_through_labels_and_functions():
