@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CACHE := .cache
 FERRETDB := $(CACHE)/bin/ferretdb
 HELM := $(CACHE)/bin/helm
-APT_PACKAGES := redis-server prometheus chromium postgresql
+APT_PACKAGES := redis-server prometheus chromium postgresql haproxy
 PYTEST_ARGS ?=
 # Parallel test processes (pytest-xdist), a module per process at a time: most tests wait on servers.
 PYTEST_WORKERS ?= 4
@@ -27,9 +27,9 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install -q -e '.[load,test,chaos,bench]'
 	touch $@
 
-## services: Debian's redis-server, prometheus, chromium and postgresql (as root; skipped when present)
+## services: Debian's redis-server, prometheus, chromium, postgresql and haproxy (as root; skipped when present)
 services:
-	@missing=""; for b in redis-server prometheus promtool chromium psql runuser; do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in redis-server prometheus promtool chromium psql runuser haproxy; do command -v $$b >/dev/null || missing=1; done; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $(APT_PACKAGES) from Debian"; \

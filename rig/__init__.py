@@ -1,9 +1,10 @@
 """The real services the tests, the benchmark and `make up` run, each on a free loopback port
-(rig.services), the app on them (rig.apps); `rig.client` calls the admin API, `rig.probe`
-observes a running app from outside."""
+(rig.services), the app on them (rig.apps), several replicas of it behind HAProxy (rig.replicas);
+`rig.client` calls the admin API, `rig.probe` observes a running app from outside."""
 
-from . import apps, client, probe, services
+from . import apps, client, probe, replicas, services
 from .apps import *  # noqa: F403
+from .replicas import *  # noqa: F403
 from .services import *  # noqa: F403
 
-__all__ = [*services.__all__, *apps.__all__, "client", "probe"]
+__all__ = [*services.__all__, *apps.__all__, *replicas.__all__, "client", "probe"]
