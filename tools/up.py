@@ -40,10 +40,11 @@ def port_holder(port: int) -> str:
     """Who holds 127.0.0.1:port, for the banner: "redis-server (pid 812), a Redis 7.0.15 that is not the kit's"."""
     pid = rig.listener_pid(port)
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace") if pid else ""
+        # comm, not cmdline: redis-server rewrites its command line into a title ("redis-server 127.0.0.1:6379").
+        command = Path(f"/proc/{pid}/comm").read_text().strip() if pid else ""
     except OSError:
         command = ""
-    who = f"{Path(command).name or 'a process'} (pid {pid})" if pid else "a process this user cannot see"
+    who = f"{command or 'a process'} (pid {pid})" if pid else "a process this user cannot see"
     try:
         with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
             what = f"a Redis {client.info('server')['redis_version']} that is not the kit's"
