@@ -41,7 +41,8 @@ end
 -- or otp_unavailable, only a verify answer says succeeded.
 function response(status, hdrs, body)
   body = body or ""
-  local pid = hdrs["X-Worker-Pid"] or "?"
+  -- HAProxy hands on header names in lower case (HTTP/1.1 names are case-insensitive).
+  local pid = hdrs["X-Worker-Pid"] or hdrs["x-worker-pid"] or "?"
   served[pid] = (served[pid] or 0) + 1
   if string.find(body, '"status"%s*:%s*"awaiting_otp"') then
     initiates, awaiting = initiates + 1, awaiting + 1

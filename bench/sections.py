@@ -6,7 +6,11 @@ its Markdown for bench/RESULTS.md.
 
 from __future__ import annotations
 
-from . import faults, flatness, overhead, recovery, stack
+import itertools
+import math
+import os
+
+from . import faults, flatness, overhead, recovery, replicas, stack
 from .report import ms, table
 
 
@@ -153,3 +157,94 @@ def section_faults(p: dict) -> str:
             + table(["store", "payments", "records copied", "seconds", "records/s"],
                     [[r["store"], f"{r['payments']:,}", f"{r['records']:,}", r["seconds"], f"{r['per_second']:,}"]
                      for r in drained]))
+
+
+# A room of 300 on paper: every participant a back-to-back shopper with 1 s of think time (the load plan's
+# shoppers, loadtest/plan.py) makes at most about 300 checkouts/s; people typing on phones make far fewer.
+ROOM = 300
+# A Python worker (one GIL) is planned at this share of a core: past it, its answers queue behind each other.
+WORKER_CORE = 0.6
+
+
+def section_replicas(p: dict) -> str:
+    """(l) 1, 2 and 3 replicas behind HAProxy: checkouts/s and OTP success, the flip across replicas, a room of 300."""
+    seconds, rounds = p["replicas"]
+    r = replicas.measure(seconds, p["wrk_c"], rounds, p["flips"])
+    rows, flip = r["rows"], r["flip"]
+    one, top = rows[0], rows[-1]
+    one_core = (one["app_cpu_ms"] or 0) * one["per_second"] / 1000  # cores the lone replica's worker used
+    busy = ", ".join(f"{x['cores_busy']:g}" for x in rows)
+    app_ms = ", ".join(f"{x['app_cpu_ms']:g}" for x in rows)
+    grows = "grows" if (top["app_cpu_ms"] or 0) > 1.1 * (one["app_cpu_ms"] or 0) else "barely changes"
+    gains = [(b["replicas"], round(b["per_second"] / a["per_second"] - 1, 2) + 0.0)  # + 0.0: no "-0%"
+             for a, b in itertools.pairwise(rows)]
+    flat = next((n for n, gain in gains if gain < 0.10), None)
+    cpu_ms = sum(top[k] for k in ("app_cpu_ms", "lb_cpu_ms", "db_cpu_ms"))
+    cores = os.cpu_count() or 1
+    ceiling = round(1000 * cores / cpu_ms) if cpu_ms else None
+    app_cores = ROOM * top["app_cpu_ms"] / 1000
+    workers = math.ceil(app_cores / WORKER_CORE)
+    room_replicas = math.ceil(workers / 2) + 1  # of 2 workers each, one spare
+    db_cores = ROOM * top["db_cpu_ms"] / 1000
+    body = table(["replicas", "workers", "checkouts/s", "per round", "ratio to 1 replica", "OTP success",
+                  "errors", "p50 request (ms)", "busiest replica's share", "app CPU (ms/checkout)",
+                  "HAProxy CPU (ms/checkout)", "DB CPU (ms/checkout)", "cores busy", "host steal", "load average"],
+                 [[x["replicas"], replicas.WORKERS * x["replicas"], x["per_second"],
+                   ", ".join(f"{v:g}" for v in x["per_round"]), x["ratio"], f"{x['otp_rate']}%", x["errors"], ms(x["p50"]),
+                   pct(x["busiest_share"], 0), x["app_cpu_ms"], x["lb_cpu_ms"], x["db_cpu_ms"], x["cores_busy"],
+                   pct(x["steal"], 0), f"{x['load']:.1f}"] for x in rows])
+    flips = table(["replicas", "flips", "samples", "p50 (ms)", "p99 (ms)", "p99, slowest replica per flip (ms)",
+                   "max (ms)", "missed (> 3 s)", "≤ 1 s?"],
+                  [[top["replicas"], flip["flips"], flip["samples"], ms(flip["p50"]), ms(flip["p99"]),
+                    ms(flip["p99_all"]), ms(flip["max"]), flip["missed"],
+                    yes(flip["missed"] == 0 and flip["max"] is not None and flip["max"] <= 1.0)]])
+    where = (f"from {flat} replicas on" if flat else "not within 3 replicas")
+    return ("## (l) Replicas behind HAProxy: scaling out on one machine\n\n"
+            f"One room of {max(replicas.COUNTS)} replicas (`rig/replicas.py`: each its own gunicorn,"
+            f" {replicas.WORKERS} worker each, sharing one redis-server, one FerretDB, one database and key prefix)"
+            f" and an HAProxy (`deploy/haproxy/haproxy.cfg`, its `servers` block listing 1, 2 or all"
+            f" {max(replicas.COUNTS)} replicas) per replica count. wrk as in (h): {r['connections']} back-to-back"
+            f" shoppers through the load balancer, {r['seconds']:g} s per run after a {replicas.WARMUP_S:g} s warm-up,"
+            f" {r['rounds']} round(s) alternating 1, 2, 3 replicas, mode `original`. Replicas not in a balancer's rotation idle"
+            " (their sync loops run). One worker per replica: with two, one replica already runs a Python process"
+            " per core, and the replica count would measure nothing but the machine. CPU: the replicas' gunicorn"
+            " trees, HAProxy, and redis-server + FerretDB + PostgreSQL, per checkout; cores busy = their CPU"
+            " seconds per second (wrk's own not counted).\n\n"
+            + body
+            + f"\n\n**The flip across replicas**: {flip['flips']} flips sent through the load balancer; pollers ask"
+              " each replica directly (`/debug/config`, fresh connections) until every worker of every replica"
+              " reports the new mode. Delay = the flip's request sent → first answer with the new mode from that"
+              " worker (the flip answers only once every worker of the room serves it, app/sync.py `wait_seen`).\n\n"
+            + flips
+            + f"\n\n**Where it flattens, and why.** Scaling flattens {where} (gain per added replica:"
+              f" {', '.join(f'{n}: {g:+.0%}' for n, g in gains)}). A checkout costs this machine about"
+              f" {cpu_ms:.1f} ms of CPU at {top['replicas']} replicas: {top['app_cpu_ms']} ms in the app,"
+              f" {top['db_cpu_ms']} ms in the databases (FerretDB translating every MongoDB call to SQL, and"
+              f" PostgreSQL running it) and {top['lb_cpu_ms']} ms in HAProxy, so {cores} cores top out near"
+              f" {ceiling} checkouts/s however many replicas share them. One replica's single worker used"
+              f" {one_core:.0%} of a core at {one['per_second']:g} checkouts/s, the databases, HAProxy and wrk most of"
+              " the rest; a second replica (a second GIL) can add only what the cores have left, and a third is one more process"
+              f" competing for the same {cores} cores with the databases and wrk, while the app's CPU per checkout"
+              f" {grows} with the replicas ({app_ms} ms: each process its own"
+              " sync loop every 50 ms, its own pools and caches, more context switches). The stack's processes"
+              f" kept {busy} of {cores} cores busy (1, 2, 3 replicas): the rest went to wrk and, on a shared"
+              " machine, to whatever else ran (the load average column). The databases cost as much CPU per"
+              " checkout as the app or more, so on one machine they are the limit before the replicas are. More"
+              " replicas on one machine buy failover (a replica killed under load costs only its requests in"
+              " flight: tests/test_replicas.py), not throughput.\n\n"
+            + f"**A room of {ROOM}, on paper.** {ROOM} shoppers with 1 s think time make at most about {ROOM}"
+              f" checkouts/s (people on phones far fewer). App: {ROOM} × {top['app_cpu_ms']} ms ≈ {app_cores:.1f}"
+              f" cores of Python, so {workers} workers at {WORKER_CORE:.0%} of a core each: e.g."
+              f" {room_replicas} replicas of 2 workers on 2 vCPU each (one more than the load needs, so"
+              " losing one keeps the room inside the 400 ms deadline), behind this HAProxy (about"
+              f" {ROOM * top['lb_cpu_ms'] / 1000:.2f} core). Redis: each worker sends one pipeline every 50 ms plus"
+              f" the board's counts, ≈ {20 * 2 * room_replicas} pipelines/s for the whole room:"
+              " one redis-server (one core, well under 1 % of it, 100 MB of memory) — no cluster, no replica needed"
+              " for load (a replica only for failover; the kit already rides out a Redis outage in `original`)."
+              f" MongoDB: 7 store calls per checkout (3 in initiate, 4 in verify) and 2 audit inserts more in"
+              f" `audit` ≈ {ROOM * 9:,} operations/s, nearly all single-document writes by `_id`: one replica-set primary (mongo:7) on 4"
+              " vCPU and 8 GB, the working set (the last hour's payments, a few hundred MB) in memory, with two"
+              " secondaries for failover; this machine's FerretDB needed"
+              f" {top['db_cpu_ms']} ms of CPU per checkout (≈ {db_cores:.0f} cores at {ROOM}/s), a cost of"
+              " the translation layer that MongoDB itself does not pay, so size MongoDB by measuring it, not"
+              " from this figure.")
