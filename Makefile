@@ -33,7 +33,7 @@ services:
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $(APT_PACKAGES) from Debian"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -o DPkg::Lock::Timeout=300 -y -q --no-install-recommends $(APT_PACKAGES); \
 	fi
 
 ## wrk: Debian's wrk, the benchmark's load generator (as root; skipped when present)

@@ -169,7 +169,7 @@ SECTIONS = [  # (title, name, function, needs an app on fresh FerretDB + Redis)
     ("(f) dynamics", "dynamics", section_dynamics, True), ("(g) soak", "soak_short", section_soak, True),
     ("(h) throughput", "throughput", section_throughput, False), ("(i) flatness", "flatness", section_flatness, False),
     ("(j) recovery", "recovery", section_recovery, False), ("(k) faults", "faults", section_faults, False),
-    ("(l) replicas", "replicas", section_replicas, False),
+    ("(m) replicas", "replicas", section_replicas, False),
 ]
 
 

@@ -167,7 +167,7 @@ WORKER_CORE = 0.6
 
 
 def section_replicas(p: dict) -> str:
-    """(l) 1, 2 and 3 replicas behind HAProxy: checkouts/s and OTP success, the flip across replicas, a room of 300."""
+    """(m) 1, 2 and 3 replicas behind HAProxy: checkouts/s and OTP success, the flip across replicas, a room of 300."""
     seconds, rounds = p["replicas"]
     r = replicas.measure(seconds, p["wrk_c"], rounds, p["flips"])
     rows, flip = r["rows"], r["flip"]
@@ -199,7 +199,7 @@ def section_replicas(p: dict) -> str:
                     ms(flip["p99_all"]), ms(flip["max"]), flip["missed"],
                     yes(flip["missed"] == 0 and flip["max"] is not None and flip["max"] <= 1.0)]])
     where = (f"from {flat} replicas on" if flat else "not within 3 replicas")
-    return ("## (l) Replicas behind HAProxy: scaling out on one machine\n\n"
+    return ("## (m) Replicas behind HAProxy: scaling out on one machine\n\n"
             f"One room of {max(replicas.COUNTS)} replicas (`rig/replicas.py`: each its own gunicorn,"
             f" {replicas.WORKERS} worker each, sharing one redis-server, one FerretDB, one database and key prefix)"
             f" and an HAProxy (`deploy/haproxy/haproxy.cfg`, its `servers` block listing 1, 2 or all"
