@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .client import AdminClient
-from .probe import http_ok, wait_answering
+from .probe import wait_answering
 from .services import ROOT, Service, answers_http, free_port, temp_dir, unique
 
 __all__ = ["App", "Kit", "TEST_SECRET", "TEST_TOKEN", "app_config", "gunicorn", "make_up", "start_app", "stop_up"]
@@ -119,8 +120,8 @@ def make_up(workdir: Path, token: str, extra_env: dict | None = None):
     probes = {"app": ("PORT", "/ready"), "Locust": ("LOCUST_PORT", "/"), "Prometheus": ("PROMETHEUS_PORT", "/-/ready")}
     try:
         for name, (port, path) in probes.items():
-            wait_answering(f"make up's {name}", lambda port=port, path=path: http_ok(f"http://127.0.0.1:{ports[port]}{path}"),
-                           60, proc, lambda: kit.log[-3000:])
+            wait_answering(f"make up's {name}", functools.partial(answers_http(path), ports[port]), 60, proc,
+                           lambda: kit.log[-3000:])
         yield kit
     finally:
         stop_up(proc)

@@ -1,10 +1,11 @@
 """`make up`: the kit on one machine without Docker.
 
 Payments go to a SQLite file under .cache/ (it survives restarts). When
-`redis-server` is on PATH it is started too (port 6379, or REDIS_PORT, if free;
-else a free one, and the banner says what holds it), and the app runs several gunicorn workers that share the mode, the
-knobs and the writes in flight through it, as in compose; without it, one
-worker keeps that state in-process. Also started: the Locust web UI pointed at
+`redis-server` is on PATH it is started too (port 6379, or REDIS_PORT, if
+free; else a free one, and the banner says what holds the port), and the app
+runs several gunicorn workers that share the mode, the knobs and the writes in
+flight through it, as in compose; without it, one worker keeps that state
+in-process. Also started: the Locust web UI pointed at
 the app, and Prometheus when a `prometheus` binary is on PATH. MONGO_URL /
 REDIS_URL point the app at servers of your own instead. Ctrl-C stops everything.
 """
