@@ -18,7 +18,7 @@ def create_app(config: dict | None = None) -> Flask:
     # Imported here, not at the top: `import app.store` (and the other domain modules) must not need Flask.
     from flask import Flask
 
-    from . import instrumentation, kit, security
+    from . import instrumentation, kit, security, tracing
     from .config import load_settings
     from .views import admin, board, docs, errors, ops, pages, payments
 
@@ -31,6 +31,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     _init_logging()
 
+    # Before the kit: pymongo's instrumentation must be in place before its client is made.
+    tracing.init_app(app, settings)
     kit.init_app(app, settings, start_background=start_background)
     instrumentation.init_app(app)
     security.init_app(app)

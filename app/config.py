@@ -34,6 +34,8 @@ KNOBS = {
     "contention_ms_per_write": Knob(50, 0, 1000),
     "otp_timeout_ms": Knob(400, 50, 10000),
     "silent_failures": Knob(True),
+    # Trace links on participants' pages (board, checkout): hidden until the facilitator's hint.
+    "reveal_traces": Knob(False),
 }
 KNOB_DEFAULTS = {name: knob.default for name, knob in KNOBS.items()}
 KNOB_LIMITS = {name: (knob.low, knob.high) for name, knob in KNOBS.items() if knob.low is not None}
@@ -63,6 +65,12 @@ class Settings:
     redis_timeout_ms: int = 500
     # How long a worker trusts its cached copy of mode and knobs.
     runtime_cache_ms: int = 100
+    # OpenTelemetry: off installs nothing; on without an endpoint keeps the spans (and X-Trace-Id), exports none.
+    tracing: bool = True
+    zipkin_endpoint: str | None = None
+    service_name: str = "paygate"
+    # The trace UI the room opens (Zipkin's, ending in /zipkin/): the base of the pages' trace links.
+    traces_ui_url: str | None = None
     # Writes outlive their requests in `audit`; enough threads that they pile up
     # in the contention model (the lesson) rather than in a queue.
     write_threads: int = 1024
@@ -163,6 +171,17 @@ def _url(env: dict, name: str, schemes: tuple[str, ...]) -> str | None:
     return raw
 
 
+def _switch(env: dict, name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 def ensure_shared_secrets(env=os.environ) -> None:
     """Generate ADMIN_TOKEN and PAYGATE_SECRET_KEY once if unset.
 
@@ -192,6 +211,10 @@ def load_settings(env=None, overrides: dict | None = None) -> Settings:
         redis_timeout_ms=_int(env, "REDIS_TIMEOUT_MS", 500, 50, 10000),
         runtime_cache_ms=_int(env, "RUNTIME_CACHE_MS", 100, 0, 1000),
         write_threads=_int(env, "WRITE_THREADS", 1024, 4, 4096),
+        tracing=_switch(env, "TRACING", True),
+        zipkin_endpoint=_url(env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT", ("http", "https")),
+        service_name=env.get("OTEL_SERVICE_NAME") or "paygate",
+        traces_ui_url=_url(env, "TRACES_UI_URL", ("http", "https")),
     )
     values.update(overrides or {})
     if not values["admin_token"]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from . import tracing
 from .backends import Backends, connect
 from .board import BoardStats
 from .config import Settings
@@ -42,6 +43,7 @@ class Kit:
         self.drainer.stop()
         self.sync.stop()
         self.backends.store.close()
+        tracing.close()  # last: the writes and drains above end spans of their own
 
 
 def init_app(app: Flask, settings: Settings, start_background: bool = True) -> Kit:

@@ -72,6 +72,15 @@ ORPHANED_INTENTS = Counter(
     "Payment intents whose OTP timed out: left awaiting_otp with no OTP.",
     ["mode"],
 )
+CHECKOUT_RETRIES = Counter(
+    "paygate_checkout_retries_total",
+    "Initiates that retry a checkout whose OTP step just failed (marked with X-Retry-Of).",
+    ["mode"],
+)
+TRACE_SPANS_DROPPED = Counter(
+    "paygate_trace_spans_dropped_total",
+    "Trace spans never exported: the export queue was full, or Zipkin did not take the batch.",
+)
 
 
 _children: dict = {}

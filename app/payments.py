@@ -14,6 +14,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
 from . import cards, metrics, otp
 from .errors import (
     InvalidOtp,
@@ -25,6 +28,7 @@ from .errors import (
 )
 from .lanes import WriteLanes
 from .store import policy_for
+from .tracing import annotate, deadline_passed, tracer
 
 log = logging.getLogger("paygate.payments")
 
@@ -39,11 +43,17 @@ class Initiated:
     otp_expires_in: int | None = None
     ready_ms: float | None = None
     message: str | None = None
+    # How long the OTP service waited, against its deadline: for the Server-Timing header, not the body.
+    waited_ms: float | None = None
+    deadline_ms: int | None = None
 
     def as_dict(self) -> dict:
-        """The fields that apply, in the API's order (every field is a plain value: no deep copy
-        as dataclasses.asdict makes, which was 1 % of a worker's time on this path)."""
-        return {k: v for k, v in vars(self).items() if v is not None}
+        """The body's fields that apply, in the API's order (every field is a plain value: no deep
+        copy as dataclasses.asdict makes, which was 1 % of a worker's time on this path)."""
+        return {k: v for k, v in vars(self).items() if v is not None and k not in _TIMING}
+
+
+_TIMING = frozenset({"waited_ms", "deadline_ms"})
 
 
 def new_payment_id() -> str:
@@ -65,42 +75,61 @@ class PaymentService:
 
     # -- initiate ------------------------------------------------------------
 
-    def initiate(self, req) -> Initiated:
-        """Create a payment and try to issue its OTP before the deadline."""
+    def initiate(self, req, retry_of: str | None = None) -> Initiated:
+        """Create a payment and try to issue its OTP before the deadline.
+
+        `retry_of` names the payment whose OTP step just failed, when the shopper tries again.
+        """
         snap = self.runtime.snapshot()
         policy = policy_for(snap.mode, self.store, snap.knobs, self.inflight, self.drainer)
+        payment_id = new_payment_id()
         intent = {
-            "_id": new_payment_id(),
+            "_id": payment_id,
             "amount": str(req.amount),
             "currency": req.currency,
             "card": cards.summary(req.card_number, self.settings.secret_key),
             "created_at": time.time(),
         }
-        start = time.monotonic()
-        deadline = start + snap.knobs["otp_timeout_ms"] / 1000
+        annotate(mode=policy.name, payment_id=payment_id)
+        if retry_of:
+            annotate(retry_of=retry_of)
+            metrics.child(metrics.CHECKOUT_RETRIES, policy.name).inc()
+        deadline_ms = snap.knobs["otp_timeout_ms"]
+        start, start_ns = time.monotonic(), time.time_ns()
+        deadline = start + deadline_ms / 1000
+        # Both start with the write: the trace shows the wait cut at the deadline beside the write going on.
+        write = tracer.start_span("payment.write", start_time=start_ns)
+        wait = tracer.start_span("otp.wait_ready", start_time=start_ns, attributes={"paygate.deadline_ms": deadline_ms})
         self.inflight.begin()
         try:
             # The insert runs on this thread: a payment id is only ever handed out
             # once its intent is stored, however far behind the rest falls.
-            policy.create_intent(intent)
-            rest = self.writes.submit(policy.name, self._finish_write, policy, intent["_id"], start)
+            with trace.use_span(write, end_on_exit=False, record_exception=True, set_status_on_exception=True):
+                policy.create_intent(intent)
+            rest = self.writes.submit(policy.name, self._finish_write, policy, payment_id, start, write)
         except BaseException:
             self.inflight.end()
+            write.end()
+            wait.end()
             raise
         if rest is None:  # this mode's lane is full: refuse rather than queue without bound
             self.inflight.end()
-            return self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
+            write.set_status(Status(StatusCode.ERROR, "write lane full"))
+            write.end()
+            return self._too_late(wait, policy.name, payment_id, snap.knobs, start)
         if not rest.wait(deadline - time.monotonic()):
-            return self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
+            return self._too_late(wait, policy.name, payment_id, snap.knobs, start)
+        wait.end()
         if rest.error is not None:
             raise rest.error
-        issued = self._issue_otp(policy.name, intent["_id"], start)
-        return issued or self._otp_unavailable(policy.name, intent["_id"], snap.knobs)
+        issued = self._issue_otp(policy.name, payment_id, start, deadline_ms)
+        return issued or self._otp_unavailable(policy.name, payment_id, snap.knobs, start)
 
-    def _finish_write(self, policy, payment_id: str, start: float) -> float:
+    def _finish_write(self, policy, payment_id: str, start: float, span) -> float:
         """The rest of the write, on a write thread: it runs to the end even after the deadline."""
         try:
-            policy.mark_awaiting_otp(payment_id)
+            with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+                policy.mark_awaiting_otp(payment_id)
         finally:
             self.inflight.end()
         ready_s = time.monotonic() - start
@@ -108,7 +137,12 @@ class PaymentService:
         self.board.record_ready(ready_s)
         return ready_s
 
-    def _issue_otp(self, mode: str, payment_id: str, start: float) -> Initiated | None:
+    def _too_late(self, wait, mode: str, payment_id: str, knobs, start: float) -> Initiated:
+        deadline_passed(wait, knobs["otp_timeout_ms"])
+        wait.end()
+        return self._otp_unavailable(mode, payment_id, knobs, start)
+
+    def _issue_otp(self, mode: str, payment_id: str, start: float, deadline_ms: int) -> Initiated | None:
         code = otp.new_otp()
         expires_in = self.settings.otp_ttl_seconds
         # One conditional update confirms readiness (found, awaiting_otp, no OTP yet)
@@ -118,14 +152,17 @@ class PaymentService:
             return None
         self._record_otp(mode, "success")
         ready_ms = round((time.monotonic() - start) * 1000, 1)
-        return Initiated(payment_id, "awaiting_otp", otp=code, otp_expires_in=expires_in, ready_ms=ready_ms)
+        return Initiated(payment_id, "awaiting_otp", otp=code, otp_expires_in=expires_in, ready_ms=ready_ms,
+                         waited_ms=ready_ms, deadline_ms=deadline_ms)
 
-    def _otp_unavailable(self, mode: str, payment_id, knobs) -> Initiated:
+    def _otp_unavailable(self, mode: str, payment_id, knobs, start: float) -> Initiated:
         self._record_otp(mode, "timeout")
         metrics.child(metrics.ORPHANED_INTENTS, mode).inc()
+        waited_ms = round((time.monotonic() - start) * 1000, 1)
         if knobs["silent_failures"]:
             # The silent failure: an answer like any other, no error, no log line.
-            return Initiated(payment_id, "otp_unavailable", message=OtpUnavailable.message)
+            return Initiated(payment_id, "otp_unavailable", message=OtpUnavailable.message,
+                             waited_ms=waited_ms, deadline_ms=knobs["otp_timeout_ms"])
         log.warning("OTP unavailable: payment %s not ready within %d ms (mode %s)",
                     payment_id, knobs["otp_timeout_ms"], mode)
         raise OtpUnavailable(payment_id=payment_id, status="otp_unavailable")

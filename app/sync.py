@@ -17,6 +17,7 @@ import time
 import redis
 
 from . import metrics
+from .tracing import untraced
 
 log = logging.getLogger("paygate.sync")
 TICK_S = 0.05
@@ -60,6 +61,10 @@ class SyncLoop:
             pass
 
     def _run(self) -> None:
+        with untraced():  # 20 pipelines a second per worker: no trace of them
+            self._loop()
+
+    def _loop(self) -> None:
         was_ok = True
         while not self._stop.is_set():
             try:

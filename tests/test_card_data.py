@@ -1,9 +1,10 @@
-"""No card number and no CVV at rest (MongoDB, Redis) or in the logs.
+"""No card number and no CVV at rest (MongoDB, Redis), in the logs or in the traces.
 
-A gunicorn app of its own (2 workers, access log on) takes payments in every
-mode with several test cards, including the loud failure (its WARNING line)
-and refused requests; then every document of every collection, every Redis
-key of the app and every captured log line is searched.
+A gunicorn app of its own (2 workers, access log on, every span exported to a
+real Zipkin) takes payments in every mode with several test cards, including
+the loud failure (its WARNING line) and refused requests; then every document
+of every collection, every Redis key of the app, every captured log line and
+every span Zipkin stored is searched.
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ def redis_dump(rds: redis.Redis, prefix: str) -> str:
     return "\n".join(out)
 
 
-def test_no_card_number_or_cvv_at_rest_or_in_logs(own_app, mongo_url, redis_url):
+def test_no_card_number_or_cvv_at_rest_or_in_logs(own_app, mongo_url, redis_url, zipkin):
     # Its stdout and stderr, access log included, go to the service's log file.
-    logged_app = own_app("cards", ACCESS_LOG="-")
+    logged_app = own_app("cards", ACCESS_LOG="-", OTEL_EXPORTER_ZIPKIN_ENDPOINT=f"{zipkin.url}/api/v2/spans",
+                         OTEL_SERVICE_NAME="paygate-cards")
     outcomes = drive_payments(logged_app)
     assert len(outcomes) == 3 * len(CARDS) + 2
 
@@ -119,7 +121,12 @@ def test_no_card_number_or_cvv_at_rest_or_in_logs(own_app, mongo_url, redis_url)
         assert set(doc["card"]) == {"brand", "last4", "fingerprint"}
         assert not {k for k in doc if "cvv" in k.lower() or k.lower() in ("card_number", "number", "pan", "expiry")}
 
-    everything_at_rest = "\n".join(json_util.dumps(d) for ds in docs.values() for d in ds) + "\n" + at_rest_redis
+    # The graceful stop exported every span still queued; Zipkin has them all.
+    traces = requests.get(f"{zipkin.url}/api/v2/traces", timeout=10,
+                          params={"serviceName": "paygate-cards", "limit": 10_000, "lookback": 3_600_000}).text
+    assert traces.count('"paygate.payment_id"') >= len(outcomes), "the spans did not reach Zipkin"
+    everything_at_rest = ("\n".join(json_util.dumps(d) for ds in docs.values() for d in ds) + "\n" + at_rest_redis
+                          + "\n" + traces)
     card_fields = "\n".join(json_util.dumps(d.get("card")) for d in intents.values())
     for number, cvv in CARDS + [(BAD_LUHN, None)]:
         for form in {number, digits(number)}:

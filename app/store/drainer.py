@@ -20,10 +20,16 @@ import threading
 import time
 from collections import deque
 
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext
+
 from .. import metrics
+from ..tracing import tracer, untraced
 from .base import BATCH, Backend
 
 log = logging.getLogger("paygate.drainer")
+# A drain's span names this many of its checkouts' trace ids (Zipkin shows tags, not links).
+NAMED_TRACES = 20
 SWEEP_EVERY_S = 60.0
 # A new worker's first sweep looks this far back: far longer than any worker lives without draining.
 SWEEP_WINDOW_S = 3600.0
@@ -40,7 +46,8 @@ class AuditDrainer:
         self._grace_s = grace_s
         self._audit_delay_ms = audit_delay_ms  # callable: the knob as it is now
         self._interval_s = interval_s
-        self._queue: deque[str] = deque()
+        # Each notified intent with the span that queued it: a drain's span links to its checkouts.
+        self._queue: deque[tuple[str, SpanContext]] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -49,7 +56,7 @@ class AuditDrainer:
 
     def notify(self, payment_id: str) -> None:
         """An intent's write path is complete: its outbox can be copied."""
-        self._queue.append(payment_id)
+        self._queue.append((payment_id, trace.get_current_span().get_span_context()))
         metrics.AUDIT_OUTBOX_BACKLOG.inc()
 
     @property
@@ -85,7 +92,8 @@ class AuditDrainer:
                 moved = self.drain_once()
                 if time.monotonic() >= self._next_sweep:
                     self._next_sweep = time.monotonic() + SWEEP_EVERY_S
-                    found = self.sweep()
+                    with untraced():  # a sweep's queries every minute would bury the room's traces
+                        found = self.sweep()
                     if found:
                         log.warning("audit sweep copied %d records a worker had left in the outbox", found)
             except Exception as err:  # never die: a dead drainer would lose every record after it
@@ -97,17 +105,26 @@ class AuditDrainer:
 
     def drain_once(self, delay: bool = True) -> int:
         """Copy the outboxes of one batch of notified intents; returns how many intents."""
-        ids = []
-        while self._queue and len(ids) < BATCH:
-            ids.append(self._queue.popleft())
-        if not ids:
+        batch = []
+        while self._queue and len(batch) < BATCH:
+            batch.append(self._queue.popleft())
+        if not batch:
             return 0
+        ids = [payment_id for payment_id, _ in batch]
+        queued_by = [ctx for _, ctx in batch if ctx.is_valid]
+        attributes = {"paygate.checkouts": len(ids),
+                      "paygate.checkout_trace_ids": ",".join(trace.format_trace_id(ctx.trace_id)
+                                                             for ctx in queued_by[:NAMED_TRACES])}
         try:
-            if delay:  # the audit store is slow; batching pays its delay once per batch
-                time.sleep(self._audit_delay_ms() / 1000)
-            written = self.backend.copy_outbox(ids)
+            with tracer.start_as_current_span("audit.drain", links=[Link(ctx) for ctx in queued_by],
+                                              attributes=attributes):
+                if delay:  # the audit store is slow; batching pays its delay once per batch
+                    with tracer.start_as_current_span("audit.delay"):
+                        time.sleep(self._audit_delay_ms() / 1000)
+                with tracer.start_as_current_span("audit.write"):
+                    written = self.backend.copy_outbox(ids)
         except BaseException:
-            self._queue.extendleft(reversed(ids))  # try again later, in order
+            self._queue.extendleft(reversed(batch))  # try again later, in order
             raise
         metrics.AUDIT_OUTBOX_BACKLOG.dec(len(ids))
         metrics.child(metrics.AUDIT_RECORDS, "async").inc(written)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .. import metrics
 from ..config import MODES as MODE_NAMES
+from ..tracing import tracer
 from .base import Backend, audit_record
 
 if TYPE_CHECKING:
@@ -53,9 +54,11 @@ class Audit(Original):
     name: ClassVar[str] = "audit"
 
     def _audit(self, payment_id: str, event: str) -> None:
-        time.sleep(self.knobs["audit_delay_ms"] / 1000)
-        self._round_trip()
-        self.backend.insert_audit(audit_record(payment_id, event, self.name, "sync"))
+        with tracer.start_as_current_span("audit.delay"):
+            time.sleep(self.knobs["audit_delay_ms"] / 1000)
+        with tracer.start_as_current_span("audit.write", attributes={"paygate.event": event}):
+            self._round_trip()
+            self.backend.insert_audit(audit_record(payment_id, event, self.name, "sync"))
         metrics.child(metrics.AUDIT_RECORDS, "sync").inc()
 
     def create_intent(self, intent: dict) -> None:
@@ -65,7 +68,9 @@ class Audit(Original):
 
     def mark_awaiting_otp(self, payment_id: str) -> None:
         """Wait n·c for the writes in flight, update, then the second audit record."""
-        self.inflight.contention_wait(self.knobs["contention_ms_per_write"])
+        with tracer.start_as_current_span("contention.wait") as span:
+            n = self.inflight.contention_wait(self.knobs["contention_ms_per_write"])
+            span.set_attribute("paygate.writes_in_flight", n)
         super().mark_awaiting_otp(payment_id)
         self._audit(payment_id, "awaiting_otp")
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import StoreUnavailable
+from ..tracing import spanned
 from .base import BATCH
 from .writelock import WriteLock
 
@@ -76,7 +77,11 @@ def _audit_row(r: dict) -> tuple:
 
 
 class SqliteBackend:
-    """Payments in a SQLite file; outbox records in their own table, written in the same transaction."""
+    """Payments in a SQLite file; outbox records in their own table, written in the same transaction.
+
+    Each verb is a span of its own: OpenTelemetry's sqlite3 instrumentation makes none for
+    `Connection.execute`, which this backend uses (pymongo's makes one per command).
+    """
 
     kind = "sqlite"
 
@@ -159,6 +164,7 @@ class SqliteBackend:
 
     # -- the write path --------------------------------------------------------
 
+    @spanned("sqlite.insert_intent")
     def insert_intent(self, intent: dict, outbox: Sequence[dict] = ()) -> None:
         """Insert the intent row and its outbox rows in one transaction."""
         if not outbox:
@@ -169,6 +175,7 @@ class SqliteBackend:
             conn.execute(INSERT_INTENT, intent_row(intent))
             conn.executemany(INSERT_OUTBOX, outbox_rows(outbox))
 
+    @spanned("sqlite.mark_awaiting_otp")
     def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[dict] = ()) -> bool:
         """Conditional update `created` → `awaiting_otp`, with the outbox rows in the same transaction."""
         sql = "UPDATE payment_intents SET status = 'awaiting_otp', updated_at = ? WHERE id = ? AND status = 'created'"
@@ -181,6 +188,7 @@ class SqliteBackend:
                 conn.executemany(INSERT_OUTBOX, outbox_rows(outbox))
             return changed
 
+    @spanned("sqlite.insert_audit")
     def insert_audit(self, record: dict) -> None:
         """One audit-log row."""
         with self._conn(write=True) as conn:
@@ -188,6 +196,7 @@ class SqliteBackend:
 
     # -- reading and verifying -------------------------------------------------
 
+    @spanned("sqlite.find_payment")
     def find_payment(self, payment_id: str) -> dict | None:
         """The intent row as the same document MongoDB would return."""
         with self._conn() as conn:
@@ -198,6 +207,7 @@ class SqliteBackend:
         doc["card"] = json.loads(row["card"])
         return doc
 
+    @spanned("sqlite.attach_otp")
     def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
         """One conditional update: confirms readiness and stores the hash."""
         with self._conn(write=True) as conn:
@@ -206,6 +216,7 @@ class SqliteBackend:
                                (otp_hash, expires_at, payment_id))
             return cur.rowcount == 1
 
+    @spanned("sqlite.claim_attempt")
     def claim_attempt(self, payment_id: str, max_attempts: int) -> int | None:
         """Count the attempts used and take the next, in one statement (a write takes SQLite's lock first)."""
         with self._conn(write=True) as conn:
@@ -213,6 +224,7 @@ class SqliteBackend:
             taken = conn.execute(CLAIM_ATTEMPT, (payment_id, time.time(), max_attempts)).fetchall()
         return taken[0][0] if taken else None
 
+    @spanned("sqlite.lock")
     def lock(self, payment_id: str) -> None:
         """Lock unless a charge already won (both in one transaction)."""
         with self._transaction() as conn:
@@ -220,6 +232,7 @@ class SqliteBackend:
                          " AND status = 'awaiting_otp' AND NOT EXISTS (SELECT 1 FROM charges WHERE payment_id = ?)",
                          (time.time(), payment_id, payment_id))
 
+    @spanned("sqlite.charge_once")
     def charge_once(self, payment: dict, now: float) -> dict:
         """Insert the charge if there is none, and mark the intent `succeeded` at the charge's time."""
         with self._transaction() as conn:
@@ -230,6 +243,7 @@ class SqliteBackend:
 
     # -- the outbox ------------------------------------------------------------
 
+    @spanned("sqlite.copy_outbox")
     def copy_outbox(self, payment_ids: Sequence[str]) -> int:
         """Move these intents' outbox rows to the audit log (copy and delete in one transaction)."""
         ids = list(payment_ids)

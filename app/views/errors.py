@@ -8,6 +8,7 @@ from flask import Flask, jsonify
 from werkzeug import exceptions as http
 
 from ..errors import AppError, BodyTooLarge, MethodNotAllowed, NotFound, generic
+from ..tracing import annotate
 
 log = logging.getLogger("paygate.errors")
 
@@ -18,6 +19,7 @@ _HTTP_ERRORS = {http.NotFound: NotFound, http.MethodNotAllowed: MethodNotAllowed
 def error_response(err: AppError):
     """Turn a domain error into a JSON response with a machine-readable `error`."""
     body = {"error": err.code, "message": err.message, **err.details}
+    annotate(status=err.code)  # the outcome on the request's span: searchable in the trace UI
     return jsonify(body), err.status
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from ..errors import PaymentNotFound
+from ..errors import PaymentNotFound, ValidationFailed
 from ..kit import kit
+from ..tracing import annotate
 from ..validation import InitiateRequest, VerifyRequest, is_payment_id
 from .body import parse_body
+
+# A shopper's "Try again" names the payment whose OTP step just failed (the board counts retries,
+# and the trace carries it, so a team can follow one shopper's tries).
+RETRY_HEADER = "X-Retry-Of"
 
 bp = Blueprint("payments", __name__, url_prefix="/payment")
 
@@ -24,7 +29,16 @@ def _no_store_otp(response):
 def initiate():
     """Create a payment and issue its OTP, or fail silently if it is not ready in time."""
     req = parse_body(request, InitiateRequest)
-    return jsonify(kit().payments.initiate(req).as_dict())
+    retry_of = request.headers.get(RETRY_HEADER)
+    if retry_of is not None and not is_payment_id(retry_of):
+        raise ValidationFailed({RETRY_HEADER: "must be the payment_id of an earlier try"})
+    result = kit().payments.initiate(req, retry_of=retry_of)
+    annotate(status=result.status)
+    response = jsonify(result.as_dict())
+    # Standard Server-Timing: how long the OTP service waited, against its deadline (the page's
+    # "details for support" and any browser's network panel read it; the body keeps its shape).
+    response.headers["Server-Timing"] = f"ready;dur={result.waited_ms}, deadline;dur={result.deadline_ms}"
+    return response
 
 
 @bp.post("/verify-otp")

@@ -1,0 +1,192 @@
+"""Traces: every request and the write behind it as OpenTelemetry spans, exported to Zipkin.
+
+One trace of an `audit` checkout tells the workshop's lesson in a picture: the
+request answers at the deadline, `otp.wait_ready` is cut there and marked as an
+error, while `payment.write` goes on (a contention wait of n × c, then the audit
+writes) after the shopper already has their answer.
+
+Export never delays a checkout: spans go to a bounded queue that a background
+thread sends to Zipkin (JSON v2) in batches. When Zipkin is down or hung the
+queue fills and further spans are dropped and counted
+(`paygate_trace_spans_dropped_total`), never queued without bound; a failed
+batch is counted the same way and logged once a minute, not once a second.
+
+The provider is made once per process, in the process that serves requests:
+gunicorn loads the app in each worker after the fork, so each worker has its
+own export thread. `TRACING=off` installs nothing (every span below is then
+OpenTelemetry's no-op); an unset OTEL_EXPORTER_ZIPKIN_ENDPOINT keeps the spans
+(and `X-Trace-Id`) but exports nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from . import metrics
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from .config import Settings
+
+log = logging.getLogger("paygate.tracing")
+tracer = trace.get_tracer("paygate")
+
+# Spans waiting for export, per worker: at ~10 spans a checkout about 40 s of a busy room.
+# Past it spans are dropped (and counted), so a dead Zipkin costs a bounded amount of memory.
+MAX_QUEUE = 8192
+BATCH = 512
+EXPORT_EVERY_MS = 1000
+# A hung Zipkin holds the export thread (never a request) this long per batch.
+EXPORT_TIMEOUT_S = 2
+WARN_EVERY_S = 60.0
+
+# A graceful stop sends what is queued, for at most this long (a hung Zipkin must not hold a worker's exit).
+FLUSH_ON_STOP_MS = 3000
+
+_provider: TracerProvider | None = None
+_export = None
+_provider_lock = threading.Lock()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def init_app(app, settings: Settings) -> None:
+    """Trace the app's requests (Flask), its Redis and pymongo calls, when tracing is on."""
+    if not settings.tracing:
+        return
+    provider = _process_provider(settings)
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    # Liveness and scrapes every few seconds would bury the checkouts' traces.
+    FlaskInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/health,/metrics,/ready,/board/data")
+
+
+def _process_provider(settings: Settings) -> TracerProvider:
+    """The process's provider, made (and Redis and pymongo instrumented) on first use."""
+    global _provider, _export
+    with _provider_lock:
+        if _provider is not None:
+            return _provider
+        from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+
+        provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+        if settings.zipkin_endpoint:
+            _export = _bounded_export(settings.zipkin_endpoint)
+            provider.add_span_processor(_export)
+        trace.set_tracer_provider(provider)
+        PymongoInstrumentor().instrument(tracer_provider=provider)
+        RedisInstrumentor().instrument(tracer_provider=provider)
+        _provider = provider
+        return provider
+
+
+def _bounded_export(endpoint: str):
+    from opentelemetry.exporter.zipkin.json import ZipkinExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class CountingExporter(SpanExporter):
+        """Zipkin's exporter, with a failed batch counted as dropped and logged at most once a minute."""
+
+        def __init__(self):
+            self._inner = ZipkinExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT_S)
+            self._warned_at = float("-inf")
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            try:
+                result = self._inner.export(spans)
+            except Exception as err:  # Zipkin stopped, hung past the timeout, or unreachable
+                result, reason = SpanExportResult.FAILURE, f"{type(err).__name__}: {err}"
+            else:
+                reason = "Zipkin refused the batch"
+            if result is not SpanExportResult.SUCCESS:
+                metrics.TRACE_SPANS_DROPPED.inc(len(spans))
+                if time.monotonic() - self._warned_at > WARN_EVERY_S:
+                    self._warned_at = time.monotonic()
+                    log.warning("traces not exported to %s (%s); spans are dropped until it answers", endpoint, reason)
+            return result
+
+        def shutdown(self) -> None:
+            self._inner.shutdown()
+
+    class BoundedBatch(BatchSpanProcessor):
+        """The SDK's batch processor (a deque of MAX_QUEUE, oldest dropped), with its drops counted."""
+
+        def on_end(self, span: ReadableSpan) -> None:
+            # The SDK drops silently but for one log line; the deque is its own (pinned version).
+            if len(self._batch_processor._queue) >= MAX_QUEUE:
+                metrics.TRACE_SPANS_DROPPED.inc()
+            super().on_end(span)
+
+        def shutdown(self) -> None:
+            # Send what is queued, but never longer than FLUSH_ON_STOP_MS (the SDK waits 30 s).
+            self._batch_processor.shutdown(timeout_millis=FLUSH_ON_STOP_MS)
+
+    return BoundedBatch(CountingExporter(), max_queue_size=MAX_QUEUE, max_export_batch_size=BATCH,
+                        schedule_delay_millis=EXPORT_EVERY_MS)
+
+
+def close() -> None:
+    """Graceful stop: export the spans still queued, for at most FLUSH_ON_STOP_MS."""
+    if _export is not None:
+        _export.shutdown()
+
+
+def provider() -> TracerProvider | None:
+    """This process's tracer provider, or None while tracing is off (tests add processors to it)."""
+    return _provider
+
+
+def current_trace_id() -> str | None:
+    """The current trace's id as 32 hex digits (what Zipkin's UI and API take), or None."""
+    ctx = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(ctx.trace_id) if ctx.is_valid else None
+
+
+def annotate(**attributes) -> None:
+    """Set `paygate.<name>` attributes on the current span (the request's, in a view or service)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        for name, value in attributes.items():
+            span.set_attribute(f"paygate.{name}", value)
+
+
+def deadline_passed(span: Span, deadline_ms: int) -> None:
+    """Mark a wait cut by the OTP deadline: error status and an event at the deadline."""
+    # No attributes: Zipkin shows an event's attributes as a JSON blob; this way it reads as a sentence.
+    span.add_event(f"deadline passed after {deadline_ms} ms: OTP unavailable, the write goes on")
+    span.set_status(Status(StatusCode.ERROR, f"not ready within {deadline_ms} ms"))
+
+
+def untraced():
+    """A block whose Redis and pymongo calls make no spans: background chores (the sync loop's
+    pipeline every 50 ms, the drainer's sweeps) that would bury the checkouts' traces."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
+
+
+def spanned(name: str) -> Callable[[F], F]:
+    """Run a function inside a span of its own (store calls where no instrumentation exists)."""
+
+    def wrap(fn: F) -> F:
+        @wraps(fn)
+        def inner(*args, **kwargs):
+            with tracer.start_as_current_span(name):
+                return fn(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
