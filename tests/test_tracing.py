@@ -16,7 +16,6 @@ import pytest
 import requests
 
 import rig
-
 from loadtest.checkout import TEST_CARD, card_payload
 from rig.probe import metric, poll_until
 
