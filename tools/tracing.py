@@ -24,14 +24,14 @@ from urllib.parse import urlsplit
 import rig
 from app.lan import lan_address
 
-# A workshop's worth of spans, honestly: the 75-minute soak ran 173,605 checkouts (39 a second) and
-# each checkout is about 10 spans, 1.7 million spans, which at the ~1 KiB each that Zipkin's
-# in-memory store costs would want 2 GiB. Nobody reads back an hour of traces in the room: they open
-# the failed and the slow checkouts of the last minutes. 150,000 spans are the last ~6 minutes at
-# the soak's rate (longer when the room is quieter); Zipkin drops the oldest traces beyond that.
-# The heap holds them plus Zipkin's own ~60 MiB (measured: see README); the JVM's RSS stays under
-# ~400 MiB.
-WORKSHOP_CAPS = rig.ZipkinCaps(max_spans=150_000, heap_mib=256)
+# A workshop's worth of spans, honestly: the 75-minute soak ran 173,605 checkouts (39 a second) and a
+# checkout is about 10 spans: 1.7 million spans, and Zipkin's in-memory store was measured at about
+# 1.05 KiB a span (50,000 spans: 51 MiB of live heap over its own 35 MiB), so all of them would want
+# 2 GiB. Nobody reads back an hour of traces in the room: they open the failed and the slow checkouts
+# of the last minutes. 120,000 spans are the last ~5 minutes at the soak's rate (longer when the room
+# is quieter); Zipkin drops the oldest traces beyond that. They take ~160 MiB of live heap in 224 MiB,
+# and the JVM's RSS about 370 MiB (150,000 spans in 256 MiB measured 398 MiB).
+WORKSHOP_CAPS = rig.ZipkinCaps(max_spans=120_000, heap_mib=224)
 DEFAULT_PORT = 9411
 INSTALL_HINT = "`sudo apt-get install default-jre-headless maven`, then `make up` again"
 
