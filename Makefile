@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 CACHE := .cache
 FERRETDB := $(CACHE)/bin/ferretdb
 HELM := $(CACHE)/bin/helm
-APT_PACKAGES := redis-server prometheus chromium postgresql haproxy
+APT_PACKAGES := redis-server prometheus chromium postgresql haproxy default-jre-headless maven
 PYTEST_ARGS ?=
 # Parallel test processes (pytest-xdist), a module per process at a time: most tests wait on servers.
 PYTEST_WORKERS ?= 4
 SOAK_ARGS ?=
 
-.PHONY: up test bench soak venv bench-venv services wrk ferretdb helm clean experiment rehearse
+.PHONY: up test bench soak venv bench-venv services wrk ferretdb helm zipkin clean experiment rehearse
 
 ## venv: the Python environment, rebuilt when pyproject.toml changes
 venv: $(VENV)/.installed
@@ -27,9 +27,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install -q -e '.[load,test,chaos,bench]'
 	touch $@
 
-## services: Debian's redis-server, prometheus, chromium, postgresql and haproxy (as root; skipped when present)
+## services: Debian's redis-server, prometheus, chromium, postgresql, haproxy, and a JRE and Maven for Zipkin
+## (as root; skipped when present)
 services:
-	@missing=""; for b in redis-server prometheus promtool chromium psql runuser haproxy; do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in redis-server prometheus promtool chromium psql runuser haproxy java mvn; do command -v $$b >/dev/null || missing=1; done; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing $(APT_PACKAGES) from Debian"; \
@@ -60,6 +61,11 @@ $(HELM): tools/helm/go.mod tools/helm/go.sum
 	    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$$minor" \
 	    helm.sh/helm/v3/cmd/helm
 
+## zipkin: the Zipkin server jar (trace store and UI), fetched once from Maven Central by Maven into .cache/zipkin/
+## (Maven keeps its own copy in ~/.m2). Its version is pinned in rig/traces.py, the one place.
+zipkin: venv
+	@$(PY) -m rig.traces >/dev/null
+
 ## env: .env for `docker compose up`: .env.example with fresh secrets (an existing .env is left as it is)
 ENV_SECRETS := ADMIN_TOKEN PAYGATE_SECRET_KEY GRAFANA_ADMIN_PASSWORD
 .PHONY: env
@@ -83,8 +89,8 @@ experiment: venv
 rehearse: venv
 	$(PY) -m loadtest.calibrate
 
-## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus and Chromium
-test: venv services ferretdb wrk helm
+## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus, Zipkin and Chromium
+test: venv services ferretdb wrk helm zipkin
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

@@ -104,11 +104,14 @@ def make_up(workdir: Path, token: str, extra_env: dict | None = None):
 
     Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
     """
-    # REDIS_PORT too: two kits started at once by parallel tests would both find 6379 free.
-    ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port(), "REDIS_PORT": free_port()}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": token,
+    # REDIS_PORT and ZIPKIN_PORT too: two kits started at once by parallel tests would both find 6379 free.
+    ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port(), "REDIS_PORT": free_port(),
+             "ZIPKIN_PORT": free_port()}
+    # Tracing off unless the test asks for it (TRACING in extra_env): a JVM per kit costs the two cores
+    # tens of seconds, and only the tests of tracing look at it.
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": token, "TRACING": "off",
            "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3"), **(extra_env or {})}
-    for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY"):
+    for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY", "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "TRACES_UI_URL"):
         if name not in (extra_env or {}):
             env.pop(name, None)
     workdir.mkdir(parents=True, exist_ok=True)

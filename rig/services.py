@@ -178,11 +178,21 @@ class Service:
     def start(self, timeout: float = 30.0) -> Service:
         """Start the process and wait until it answers its own protocol (RuntimeError with its log tail if it
         exits first or never answers within `timeout`)."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> Service:
+        """Start the process without waiting for it (`wait_ready` waits): a slow starter (a JVM) can come
+        up beside the rest."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, cwd=self.workdir, env={**os.environ, **self.env},
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> Service:
+        """Wait until the launched process answers its own protocol; stopped, and RuntimeError with its log tail,
+        if it exits first or never answers within `timeout`."""
         # Ours and answering: a free port can be taken by another process between free_port() and the bind,
         # and a probe answered by that one would pass for this service.
         ours = lambda: listener_pid(self.port, self.proc.pid) is not None  # noqa: E731

@@ -1,4 +1,4 @@
-"""Fixtures: real Redis and FerretDB (the MongoDB wire protocol, on PostgreSQL) for the
+"""Fixtures: real Redis, FerretDB (the MongoDB wire protocol, on PostgreSQL) and Zipkin for the
 session; a fresh in-process app per test (`app`, `client`); the app under real
 multi-worker gunicorn (`live` on FerretDB, `live_sqlite` on the embedded SQLite file,
 `any_live` either), and `own_app` for a gunicorn app a module has to itself."""
@@ -18,7 +18,7 @@ from rig.probe import poll_until, writes_done
 # What a test runs against: in-process stand-ins only, real services, or a real browser too.
 KINDS = ("unit", "services", "browser")
 # Fixtures that start real services: a test that uses one cannot be a unit test.
-SERVICE_FIXTURES = {"redis_service", "mongo_service", "own_app", "_live_apps"}
+SERVICE_FIXTURES = {"redis_service", "mongo_service", "zipkin", "own_app", "_live_apps"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -51,6 +51,16 @@ def redis_service():
 def mongo_service():
     """FerretDB on PostgreSQL on a free port, for the whole session."""
     yield from _session_service(rig.ferretdb)
+
+
+@pytest.fixture(scope="session")
+def zipkin():
+    """Zipkin (rig.Zipkin: .url, .spans_endpoint for OTEL_EXPORTER_ZIPKIN_ENDPOINT, .ui_url for
+    TRACES_UI_URL) from its jar on a free port, in-memory storage, for the whole session; ready
+    once /health says UP. A JVM on two busy cores takes a while to start: hence the long wait."""
+    svc = rig.zipkin(rig.temp_dir("zipkin")).start(timeout=180)
+    yield svc
+    svc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ app scaled to 3, the room reaches it only through the load balancer `lb`
 (deploy/haproxy/haproxy.cfg), and Prometheus finds every replica by DNS.
 The Dockerfile is linted with hadolint plus a few house checks, and its
 HEALTHCHECK command, like the balancer's, is run against the app under real
-gunicorn.
+gunicorn; Zipkin's healthcheck is run against the real Zipkin of the rig.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ CONFIG_TOOL = ROOT / ".cache" / "bin" / "composeconfig"
 
 # The ports the kit publishes on the host (README and the ports table of the behaviour contract);
 # the app's 8000 is published by its load balancer.
-PUBLISHED = {"lb": 8000, "locust": 8089, "prometheus": 9090, "grafana": 3000}
+PUBLISHED = {"lb": 8000, "locust": 8089, "prometheus": 9090, "grafana": 3000, "zipkin": 9411}
 # Scaled with `--scale NAME=N`: no published port, no fixed container name.
 SCALED = {"app", "locust-worker"}
 APP_PORT = 8000
@@ -256,12 +256,16 @@ def test_every_service_has_a_healthcheck(services):
 
 
 def test_start_order_waits_for_healthy_dependencies(services):
-    expected = {"app": {"mongo", "redis"}, "lb": {"app"}, "prometheus": {"app"}, "grafana": {"prometheus"},
+    expected = {"app": {"mongo", "redis", "zipkin"}, "lb": {"app"}, "prometheus": {"app"}, "grafana": {"prometheus"},
                 "locust": {"lb"}, "locust-worker": {"locust"}, "rehearse": {"lb"}}
+    # Traces are never in a checkout's way: the app starts once Zipkin has started, healthy or not.
+    started_only = {("app", "zipkin")}
     for name, deps in expected.items():
         got = services[name].get("depends_on", {})
         assert set(got) == deps, name
-        assert all(d["condition"] == "service_healthy" for d in got.values()), name
+        for dep, how in got.items():
+            wanted = "service_started" if (name, dep) in started_only else "service_healthy"
+            assert how["condition"] == wanted, (name, dep)
 
 
 def test_images_are_pinned(services):
@@ -274,6 +278,8 @@ def test_images_are_pinned(services):
     # HAProxy 2.6, the LTS Debian bookworm ships, as an exact patch release.
     assert re.fullmatch(r"haproxy:2\.6\.\d+", services["lb"]["image"]), services["lb"]["image"]
     assert services["app"]["build"]["dockerfile"] == "Dockerfile"
+    # The Zipkin the tests and `make up` run from its jar (rig.traces pins it).
+    assert services["zipkin"]["image"] == f"openzipkin/zipkin:{rig.ZIPKIN_VERSION}"
 
 
 def test_memory_limits_keep_the_stack_under_2_gib(services):
@@ -610,3 +616,66 @@ def test_dockerfile_healthcheck_probes_the_running_app(live):
     assert ok.returncode == 0, ok.stderr
     down = subprocess.run(argv, env={"BIND": f"0.0.0.0:{rig.free_port()}"}, capture_output=True, timeout=10)
     assert down.returncode != 0
+
+
+# --- traces: Zipkin ------------------------------------------------------------------------------
+
+
+def test_zipkin_keeps_traces_in_capped_memory(services):
+    """In-memory storage, at most MEM_MAX_SPANS spans, a fixed heap well inside the container's limit."""
+    zipkin = services["zipkin"]
+    env = zipkin["environment"]
+    assert env["STORAGE_TYPE"] == "mem" and int(env["MEM_MAX_SPANS"]) > 0
+    heap = re.search(r"-Xmx(\d+)m", env["JAVA_OPTS"])
+    assert heap and f"-Xms{heap.group(1)}m" in env["JAVA_OPTS"], env["JAVA_OPTS"]
+    limit_mib = int(zipkin["deploy"]["resources"]["limits"]["memory"]) // 1024**2
+    # The JVM's own code and metadata sit beside the heap: the heap may take at most half the limit.
+    assert int(heap.group(1)) <= limit_mib // 2, (heap.group(1), limit_mib)
+    assert "-XX:+ExitOnOutOfMemoryError" in env["JAVA_OPTS"], "a full heap restarts Zipkin, never wedges it"
+
+
+def test_the_app_sends_spans_to_zipkin_and_links_to_the_published_ui(services):
+    env = services["app"]["environment"]
+    endpoint = urlsplit(env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"])
+    assert (endpoint.scheme, endpoint.hostname, endpoint.port, endpoint.path) == ("http", "zipkin", 9411, "/api/v2/spans")
+    ui = urlsplit(env["TRACES_UI_URL"])
+    assert ui.port == PUBLISHED["zipkin"] and ui.path == "/zipkin/", env["TRACES_UI_URL"]
+    assert env["TRACES_UI_URL"] == dotenv(ENV_EXAMPLE.read_text())["TRACES_UI_URL"]
+
+
+def zipkin_healthcheck(services, port: int) -> list[str]:
+    """Zipkin's healthcheck command, as compose resolved it, asking loopback's `port` instead of 9411."""
+    check = services["zipkin"]["healthcheck"]["test"]
+    assert check[0] == "CMD" and check[1] == "wget", check
+    url = check[-1]
+    assert url == "http://127.0.0.1:9411/health", "Zipkin's own health, not a port check"
+    return [rig.require("wget"), *check[2:-1], url.replace(":9411/", f":{port}/")]
+
+
+class ZipkinDown(BaseHTTPRequestHandler):
+    """Zipkin's answer while its storage is down: 503 with status DOWN."""
+
+    def do_GET(self):
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"status": "DOWN"}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_zipkin_healthcheck_passes_on_an_up_zipkin_only(services, zipkin):
+    """The compose healthcheck against the rig's real Zipkin (the same version, from its jar) passes; it
+    fails on Zipkin's DOWN answer and with nothing listening."""
+    ok = subprocess.run(zipkin_healthcheck(services, zipkin.port), capture_output=True, text=True, timeout=10)
+    assert ok.returncode == 0, ok.stderr
+    down = ThreadingHTTPServer(("127.0.0.1", 0), ZipkinDown)
+    threading.Thread(target=down.serve_forever, daemon=True).start()
+    try:
+        check = zipkin_healthcheck(services, down.server_address[1])
+        assert subprocess.run(check, capture_output=True, timeout=10).returncode != 0
+    finally:
+        down.shutdown()
+        down.server_close()
+    assert subprocess.run(zipkin_healthcheck(services, rig.free_port()), capture_output=True, timeout=10).returncode != 0

@@ -1,18 +1,25 @@
 """The Grafana provisioning and dashboard: datasource uid, panels, and that every
 expression (panels, annotation, alert rules) is valid PromQL naming only metrics
 the running app really exports, and reads every replica as the room: a replica's
-own series summed, a room-wide gauge taken once with max()."""
+own series summed, a room-wide gauge taken once with max(). The Zipkin datasource
+sits beside Prometheus's, and the dashboard's trace links search a real Zipkin for
+the failed and the slow checkouts."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import yaml
 
 import rig
-from rig.probe import scrape
+from app.config import KNOB_DEFAULTS
+from rig.probe import poll_until, scrape
 from tools.dashboards import (
     DASHBOARDS,
     DATASOURCE_UID,
@@ -178,3 +185,124 @@ def test_every_expression_names_only_metrics_the_app_exports(exported):
         assert names, f"{where} reads no metric"
         missing = names - exported
         assert not missing, f"{where} reads {missing}, which the app does not export"
+
+
+# -- traces: the Zipkin datasource and the dashboard's links to Zipkin's searches -----------------
+
+ZIPKIN_UID = "paygate-zipkin"
+# Grafana's datasource provisioning fields (apiVersion 1) that these files may use.
+DATASOURCE_FIELDS = {"name", "uid", "type", "access", "url", "isDefault", "editable", "jsonData", "orgId"}
+# Grafana's variables in link URLs: the dashboard's time range, in epoch milliseconds.
+TIME_RANGE = ("${__from}", "${__to}")
+
+
+def provisioned_datasources() -> list[dict]:
+    """Every datasource of the provisioning directory, in file order."""
+    folder = DASHBOARDS / "grafana" / "provisioning" / "datasources"
+    sources = []
+    for path in sorted(folder.glob("*.y*ml")):
+        doc = yaml.safe_load(path.read_text())
+        assert doc["apiVersion"] == 1 and set(doc) == {"apiVersion", "datasources"}, path.name
+        sources += doc["datasources"]
+    return sources
+
+
+def test_zipkin_datasource_is_provisioned_beside_prometheus():
+    sources = provisioned_datasources()
+    assert [(s["uid"], s["type"], s["url"]) for s in sources] == [
+        (DATASOURCE_UID, "prometheus", "http://prometheus:9090"), (ZIPKIN_UID, "zipkin", "http://zipkin:9411")]
+    for source in sources:
+        assert set(source) <= DATASOURCE_FIELDS, set(source) - DATASOURCE_FIELDS
+        assert source["access"] == "proxy" and source["editable"] is False, source["name"]
+    assert [s["uid"] for s in sources if s.get("isDefault")] == [DATASOURCE_UID], "one default: Prometheus"
+    assert len({s["name"] for s in sources}) == len(sources)
+
+
+def trace_links() -> dict[str, list[str]]:
+    """Where each trace link is (the dashboard's own, or a panel's title) -> its URLs."""
+    dash = load_dashboard()
+    links = {"dashboard": [link["url"] for link in dash["links"]]}
+    for panel in dash["panels"]:
+        if panel.get("links"):
+            links[panel["title"]] = [link["url"] for link in panel["links"]]
+    return links
+
+
+def ui_search(url: str) -> dict[str, str]:
+    """A trace link's Zipkin UI search, with the trace UI variable checked and stripped."""
+    assert url.startswith("${traces_ui}?"), url
+    query = parse_qs(url.split("?", 1)[1], strict_parsing=True)
+    assert all(len(values) == 1 for values in query.values()), url
+    return {name: values[0] for name, values in query.items()}
+
+
+FAILED = {"serviceName": "paygate", "annotationQuery": "paygate.status=otp_unavailable"}
+SLOW = {"serviceName": "paygate", "minDuration": str(KNOB_DEFAULTS["otp_timeout_ms"] * 1000)}  # microseconds
+
+
+def published_zipkin_port() -> int:
+    """The host port docker-compose.yml publishes Zipkin's UI on."""
+    [mapping] = yaml.safe_load((rig.ROOT / "docker-compose.yml").read_text())["services"]["zipkin"]["ports"]
+    host, container = mapping.split(":")
+    assert container == "9411"
+    return int(host)
+
+
+def test_trace_links_search_zipkin_for_the_failed_and_the_slow_checkouts():
+    """The dashboard and the OTP-success and ready-time panels link to Zipkin's UI: the checkouts that got no
+    OTP, and those slower than the deadline (Zipkin's minDuration is in microseconds), over the dashboard's
+    time range."""
+    links = trace_links()
+    searches = {where: [ui_search(url) for url in urls] for where, urls in links.items()}
+    for where, found in searches.items():
+        for search in found:
+            assert (search["lookback"], search["startTs"], search["endTs"]) == ("range", *TIME_RANGE), where
+            assert int(search["limit"]) >= 10
+    wanted = [FAILED, SLOW]
+
+    def kinds(found):
+        return [{k: v for k, v in s.items() if k in ("serviceName", "annotationQuery", "minDuration")} for s in found]
+
+    assert kinds(searches.pop("dashboard")) == wanted
+    assert {title: kinds(found) for title, found in searches.items()} == {
+        "OTP success (last 1 m)": [FAILED], "OTP success rate": [FAILED],
+        "Ready time p95 (last 1 m)": [SLOW], "Ready time p50 / p95 / p99": [SLOW]}
+    # ${traces_ui}: a hidden variable whose default is the Zipkin UI that compose and `make up` publish.
+    [variable] = [v for v in load_dashboard()["templating"]["list"] if v["name"] == "traces_ui"]
+    default = urlsplit(variable["query"])
+    assert variable["type"] == "textbox" and variable["hide"] == 2 and variable["current"]["value"] == variable["query"]
+    assert (default.hostname, default.port, default.path) == ("localhost", published_zipkin_port(), "/zipkin/")
+
+
+def api_query(search: dict[str, str], start_ms: int, end_ms: int) -> dict[str, str]:
+    """The /api/v2/traces query Zipkin's UI (Lens 3.6) sends for a search in its URL, over a time range:
+    the criteria as they are, a `range` lookback as end - start."""
+    query = {k: v for k, v in search.items() if k in ("serviceName", "annotationQuery", "minDuration", "limit")}
+    return {**query, "endTs": str(end_ms), "lookback": str(end_ms - start_ms)}
+
+
+def test_trace_links_find_the_failed_and_the_slow_checkouts_in_zipkin(zipkin):
+    """Against the real Zipkin: one checkout that got no OTP in time (slow and failed), one slow that got it,
+    one quick; each link's search finds exactly the ones it promises."""
+    now_us = int(time.time() * 1e6)
+    deadline_us = KNOB_DEFAULTS["otp_timeout_ms"] * 1000
+    traces = {"failed": ("otp_unavailable", deadline_us + 20_000), "slow": ("awaiting_otp", deadline_us + 5_000),
+              "quick": ("awaiting_otp", 15_000)}
+    ids = {kind: os.urandom(16).hex() for kind in traces}
+    spans = [{"traceId": ids[kind], "id": os.urandom(8).hex(), "name": "post /payment/initiate", "kind": "SERVER",
+              "timestamp": now_us - 2_000_000, "duration": duration, "localEndpoint": {"serviceName": "paygate"},
+              "tags": {"paygate.status": status, "http.route": "/payment/initiate"}}
+             for kind, (status, duration) in traces.items()]
+    assert requests.post(zipkin.spans_endpoint, json=spans, timeout=10).status_code == 202
+    end_ms = int(time.time() * 1000) + 1000
+    start_ms = end_ms - 15 * 60 * 1000
+
+    def found(search: dict[str, str]) -> set[str]:
+        r = requests.get(f"{zipkin.url}/api/v2/traces", params=api_query(search, start_ms, end_ms), timeout=10)
+        r.raise_for_status()
+        ours = {trace[0]["traceId"] for trace in r.json()} & set(ids.values())
+        return {kind for kind, trace_id in ids.items() if trace_id in ours}
+
+    links = [ui_search(url) for url in trace_links()["dashboard"]]
+    assert poll_until(lambda: found(links[0]) == {"failed"}, timeout=10), found(links[0])
+    assert found(links[1]) == {"failed", "slow"}, "slower than the deadline, whatever the outcome"

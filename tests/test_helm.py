@@ -7,7 +7,8 @@ those schemas cannot know, the Prometheus Operator's ServiceMonitor (a CRD), get
 its own: it must select the app's Service and name one of its ports. Then what the chart
 promises: replicas and probes, secrets only from values, the dashboard, provisioning, rules
 and Locust package read from the repo's own files (links, not copies), databases inside the
-cluster only, Prometheus reaching the app's pods (checked with promtool), and `helm lint`.
+cluster only, Prometheus reaching the app's pods (checked with promtool), Zipkin with
+`tracing.enabled` (and none of it without), and `helm lint`.
 
 Marked `services`: it starts no server, but it needs helm and promtool as `make test` installs
 them, which `pytest -m unit` never asks for. A missing binary fails the test (MissingService).
@@ -42,7 +43,9 @@ SECRET_KEYS = {"adminToken": "ADMIN_TOKEN", "paygateSecretKey": "PAYGATE_SECRET_
 CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 EXPECTED_KINDS = {"Secret", "ConfigMap", "Deployment", "StatefulSet", "Service", "ServiceAccount", "Role",
                   "RoleBinding", "ServiceMonitor"}
-APP_COMPONENTS = ("app", "mongo", "redis", "prometheus", "grafana", "locust", "locust-worker")
+APP_COMPONENTS = ("app", "mongo", "redis", "prometheus", "grafana", "locust", "locust-worker", "zipkin")
+# What the app is told about traces, only while tracing.enabled.
+TRACING_ENV = {"OTEL_EXPORTER_ZIPKIN_ENDPOINT", "TRACES_UI_URL"}
 
 pytestmark = pytest.mark.services
 
@@ -196,13 +199,16 @@ def test_dashboard_provisioning_and_rules_are_composes_files(rendered):
     assert dashboards == {"paygate.json": (ROOT / "dashboards/grafana/dashboards/paygate.json").read_text()}
     provisioning = by_name(objects, "ConfigMap", f"{PREFIX}-grafana-provisioning")["data"]
     assert provisioning["dashboards.yml"] == (ROOT / "dashboards/grafana/provisioning/dashboards/paygate.yml").read_text()
-    # Compose's datasource, with only its url pointed at the chart's Prometheus.
-    compose_sources = yaml.safe_load((ROOT / "dashboards/grafana/provisioning/datasources/prometheus.yml").read_text())
-    chart_sources = yaml.safe_load(provisioning["datasources.yml"])
+    # Compose's datasources, Prometheus's then Zipkin's, with only their urls pointed at the chart's services.
+    sources_dir = ROOT / "dashboards/grafana/provisioning/datasources"
+    compose_sources = yaml.safe_load((sources_dir / "prometheus.yml").read_text())
     for source in compose_sources["datasources"]:
         source["url"] = f"http://{PREFIX}-prometheus:9090"
+    for source in yaml.safe_load((sources_dir / "zipkin.yml").read_text())["datasources"]:
+        compose_sources["datasources"].append({**source, "url": f"http://{PREFIX}-zipkin:9411"})
+    chart_sources = yaml.safe_load(provisioning["datasources.yml"])
     assert chart_sources == compose_sources
-    assert [s["uid"] for s in chart_sources["datasources"]] == ["paygate-prometheus"]
+    assert [s["uid"] for s in chart_sources["datasources"]] == ["paygate-prometheus", "paygate-zipkin"]
     rules = by_name(objects, "ConfigMap", f"{PREFIX}-prometheus")["data"]["paygate.yml"]
     assert rules == (ROOT / "dashboards/prometheus/rules/paygate.yml").read_text()
     # Grafana as in compose: anonymous viewers, the dashboard as home, mounted where its provider looks.
@@ -231,14 +237,14 @@ def test_databases_are_cluster_internal(helm, rendered):
     _, objects = rendered
     services = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "Service"}
     assert {name: spec["type"] for name, spec in services.items()} == dict.fromkeys(
-        (f"{PREFIX}-{c}" for c in ("app", "mongo", "redis", "prometheus", "grafana", "locust")), "ClusterIP")
+        (f"{PREFIX}-{c}" for c in ("app", "mongo", "redis", "prometheus", "grafana", "locust", "zipkin")), "ClusterIP")
     # Opening every part to the room that the chart lets open leaves the databases inside the cluster.
-    parts = ("app", "grafana", "locust", "prometheus")
-    out = template(helm, *sets(**{f"{part}.service.type": "LoadBalancer" for part in parts}))
+    parts = {"app": "app", "grafana": "grafana", "locust": "locust", "prometheus": "prometheus", "tracing": "zipkin"}
+    out = template(helm, *sets(**{f"{value}.service.type": "LoadBalancer" for value in parts}))
     assert out.returncode == 0, out.stderr
     types = {o["metadata"]["name"]: o["spec"]["type"] for o in yaml.safe_load_all(out.stdout) if o and o["kind"] == "Service"}
     assert types[f"{PREFIX}-mongo"] == types[f"{PREFIX}-redis"] == "ClusterIP"
-    assert {name for name, kind in types.items() if kind == "LoadBalancer"} == {f"{PREFIX}-{part}" for part in parts}
+    assert {name for name, kind in types.items() if kind == "LoadBalancer"} == {f"{PREFIX}-{c}" for c in parts.values()}
     for db in ("mongo", "redis"):
         assert "nodePort" not in str(services[f"{PREFIX}-{db}"]) and "externalIPs" not in services[f"{PREFIX}-{db}"]
 
@@ -279,7 +285,8 @@ def test_prometheus_discovers_the_app_pods(rendered, tmp_path):
 
 
 def test_optional_parts_switch_off(helm):
-    out = template(helm, *sets(**{"prometheus.enabled": "false", "grafana.enabled": "false", "locust.enabled": "false"}),
+    out = template(helm, *sets(**{"prometheus.enabled": "false", "grafana.enabled": "false", "locust.enabled": "false",
+                                  "tracing.enabled": "false"}),
                    secrets={k: v for k, v in SECRETS.items() if k != "grafanaAdminPassword"})
     assert out.returncode == 0, out.stderr
     objects = [o for o in yaml.safe_load_all(out.stdout) if o]
@@ -292,3 +299,37 @@ def test_helm_lint(helm):
                    *sets("--set-string", **{f"secrets.{k}": v for k, v in SECRETS.items()}))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+def test_zipkin_runs_the_rigs_version_in_capped_memory_and_the_app_sends_it_spans(rendered):
+    """tracing.enabled (the default): Zipkin's Deployment and ClusterIP Service, the version the tests run
+    from its jar, in-memory and capped as in compose, ready while /health says UP; the app's span endpoint
+    is that Service and its trace links open tracing.uiUrl."""
+    _, objects = rendered
+    zipkin = container(objects, "zipkin")
+    assert zipkin["image"] == f"openzipkin/zipkin:{rig.ZIPKIN_VERSION}"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["zipkin"]
+    env = {e["name"]: e["value"] for e in zipkin["env"]}
+    assert env == {name: str(compose["environment"][name]) for name in ("STORAGE_TYPE", "MEM_MAX_SPANS", "JAVA_OPTS")}
+    assert zipkin["resources"]["limits"]["memory"] == compose["deploy"]["resources"]["limits"]["memory"].replace("M", "Mi")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert zipkin[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    assert pod_spec(objects, "zipkin")["securityContext"]["runAsUser"] != 0
+    service = by_name(objects, "Service", f"{PREFIX}-zipkin")
+    assert service["spec"]["type"] == "ClusterIP" and [p["port"] for p in service["spec"]["ports"]] == [9411]
+    app = {e["name"]: e.get("value") for e in container(objects, "app")["env"]}
+    assert app["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == f"http://{PREFIX}-zipkin:9411/api/v2/spans"
+    assert app["TRACES_UI_URL"] == "http://localhost:9411/zipkin/", "a port-forward's address by default"
+
+
+def test_tracing_switches_off_with_zipkin_its_datasource_and_the_apps_endpoint(helm):
+    out = template(helm, *sets(**{"tracing.enabled": "false"}))
+    assert out.returncode == 0, out.stderr
+    objects = [o for o in yaml.safe_load_all(out.stdout) if o]
+    assert not [o["metadata"]["name"] for o in objects if "zipkin" in o["metadata"]["name"]]
+    assert not TRACING_ENV & {e["name"] for e in container(objects, "app")["env"]}
+    provisioning = by_name(objects, "ConfigMap", f"{PREFIX}-grafana-provisioning")["data"]
+    assert [s["uid"] for s in yaml.safe_load(provisioning["datasources.yml"])["datasources"]] == ["paygate-prometheus"]
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) not in CRDS:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)

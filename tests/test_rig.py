@@ -1,14 +1,20 @@
 """The rig's readiness: a service is ready when it answers its own protocol, on its own port, and
-one that never does fails within a bounded time with its own log tail."""
+one that never does fails within a bounded time with its own log tail. Zipkin, from its jar, is
+ready only when its /health says UP, and stores the spans it is sent."""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 
 import rig
+from rig.probe import poll_until
 
 pytestmark = pytest.mark.services
 
@@ -68,3 +74,86 @@ def test_each_real_service_answers_its_own_protocol_once_started(redis_service, 
     for service in (redis_service, mongo_service, postgres):
         assert rig.listener_pid(service.port, service.proc.pid) is not None, service.name
         assert service.answers(service.port), service.name
+
+
+# --- Zipkin ---------------------------------------------------------------------------------------
+
+
+class FakeHealth(BaseHTTPRequestHandler):
+    """A web server that is not Zipkin: /health answers `server.answer` (status, content type, body)."""
+
+    def do_GET(self):
+        status, content_type, body = self.server.answer
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def not_zipkin():
+    """A web server on loopback whose /health answer the test sets."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHealth)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_web_server_that_is_not_an_up_zipkin_does_not_pass_its_probe(not_zipkin):
+    port = not_zipkin.server_address[1]
+    not_zipkin.answer = (200, "text/html", "<html>some other server</html>")
+    with pytest.raises(ValueError):  # not JSON: an error, which the wait counts as no answer
+        rig.answers_zipkin(port)
+    # Zipkin's own answer while its storage is down (HTTP 503, status DOWN), and a 200 that says DOWN.
+    for status in (503, 200):
+        not_zipkin.answer = (status, "application/json", '{"status": "DOWN", "zipkin": {"status": "DOWN"}}')
+        assert rig.answers_zipkin(port) is False, status
+    not_zipkin.answer = (200, "application/json", '{"status": "UP"}')
+    assert rig.answers_zipkin(port) is True, "the probe can pass: the same server saying UP"
+
+
+def test_zipkin_without_java_or_without_its_jar_is_missing_not_skipped(monkeypatch, tmp_path):
+    with pytest.raises(rig.MissingService, match="zipkin-server.*missing.*make zipkin"):
+        rig.traces.zipkin_argv(rig.free_port(), "127.0.0.1", rig.traces.TEST_CAPS, jar=tmp_path / "zipkin-server.jar")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java on it
+    with pytest.raises(rig.MissingService, match="java is not installed"):
+        rig.zipkin(tmp_path)
+
+
+def span(trace_id: str, span_id: str, name: str, duration_us: int, **tags: str) -> dict:
+    """One Zipkin JSON v2 span of the service paygate, started a second ago."""
+    return {"traceId": trace_id, "id": span_id, "name": name, "kind": "SERVER",
+            "timestamp": int((time.time() - 1) * 1e6), "duration": duration_us,
+            "localEndpoint": {"serviceName": "paygate"}, "tags": tags}
+
+
+def test_zipkin_is_ready_on_loopback_and_stores_what_it_is_sent(zipkin):
+    """The session's Zipkin answers its own probe from its own process on 127.0.0.1; a span POSTed
+    to the app's endpoint comes back by trace id, and by the searches the dashboard links to."""
+    assert rig.listener_pid(zipkin.port, zipkin.proc.pid) is not None
+    assert rig.answers_zipkin(zipkin.port)
+    assert zipkin.spans_endpoint == f"http://127.0.0.1:{zipkin.port}/api/v2/spans"
+    assert requests.get(zipkin.ui_url, timeout=10).text.count('<base href="/zipkin/"') == 1, "Lens, its web UI"
+
+    trace_id, slow_id = os.urandom(16).hex(), os.urandom(16).hex()
+    failed = span(trace_id, os.urandom(8).hex(), "post /payment/initiate", 420_000, **{"paygate.status": "otp_unavailable"})
+    fast = span(slow_id, os.urandom(8).hex(), "post /payment/initiate", 12_000, **{"paygate.status": "awaiting_otp"})
+    r = requests.post(zipkin.spans_endpoint, json=[failed, fast], timeout=10)
+    assert r.status_code == 202, r.text
+
+    def stored(path: str, **params) -> list:
+        r = requests.get(f"{zipkin.url}/api/v2/{path}", params=params, timeout=10)
+        return r.json() if r.status_code == 200 else []
+
+    # The collector stores asynchronously: read back until it is there.
+    got = poll_until(lambda: stored(f"trace/{trace_id}"), timeout=10)
+    assert [(s["id"], s["tags"]) for s in got] == [(failed["id"], failed["tags"])]
+    found = stored("traces", serviceName="paygate", annotationQuery="paygate.status=otp_unavailable",
+                   minDuration=400_000, lookback=600_000)
+    assert [t[0]["traceId"] for t in found] == [trace_id], "the failed, slow checkout, and only it"
+    assert not stored("traces", serviceName="paygate", annotationQuery="paygate.status=otp_unavailable",
+                      minDuration=500_000, lookback=600_000), "minDuration is in microseconds"

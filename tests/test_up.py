@@ -1,15 +1,19 @@
-"""`make up` as a facilitator runs it: SQLite under .cache/, a real redis-server, several workers."""
+"""`make up` as a facilitator runs it: SQLite under .cache/, a real redis-server, several workers; Zipkin
+for the room when java is on PATH, and a banner that says tracing is off when it is not."""
 
 from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 import rig
+from app.lan import checkout_url
 from loadtest.checkout import initiate, verify
+from rig.probe import poll_until, wait_answering
 
 TOKEN = "up-test-token"
 
@@ -73,3 +77,62 @@ def test_make_up_runs_workers_on_redis_and_sqlite_and_keeps_payments_across_a_re
         after = {p: requests.get(f"{kit.url}/payment/{p}", timeout=5).json() for p in before}
         assert after == before, "the SQLite file keeps every payment as it was"
         assert requests.get(kit.url + "/admin/db-mode", timeout=5).json()["mode"] == "original"
+
+
+def process_env(pid: int) -> dict[str, str]:
+    """The environment a running process was started with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def listens_on_every_address(port: int) -> bool:
+    """Something listens on 0.0.0.0:port or [::]:port: reachable from the room, not only on loopback."""
+    for table, everywhere in (("/proc/net/tcp", "00000000"), ("/proc/net/tcp6", "0" * 32)):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port and address == everywhere:
+                return True
+    return False
+
+
+@pytest.mark.services
+@pytest.mark.timeout(420)
+def test_make_up_starts_zipkin_for_the_room_and_points_the_app_at_it(tmp_path):
+    """With java on PATH: Zipkin on ZIPKIN_PORT, on every address like the checkout, named on the banner with
+    the room's address; the app is started with its span endpoint and UI; it is ready when /health says UP,
+    and it stops with the kit."""
+    rig.require("java")
+    with rig.make_up(tmp_path, TOKEN, {"TRACING": "on"}) as kit:
+        port = kit.ports["ZIPKIN_PORT"]
+        room = checkout_url(None, f"http://127.0.0.1:{port}/")  # the LAN address, as the checkout's line
+        banner = re.search(r"traces \(Zipkin\) +(\S+)", kit.log)
+        assert banner and banner.group(1) == f"{room}zipkin/", kit.log
+        app = process_env(rig.listener_pid(kit.ports["PORT"]))
+        assert app["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == f"http://127.0.0.1:{port}/api/v2/spans"
+        assert app["TRACES_UI_URL"] == banner.group(1)
+        # The JVM comes up beside the kit, which was ready without waiting for it.
+        wait_answering("make up's Zipkin", lambda: rig.answers_zipkin(port), 240, kit.proc, lambda: kit.log[-3000:])
+        assert poll_until(lambda: "Zipkin is ready: " + banner.group(1) in kit.log, timeout=10), kit.log
+        assert listens_on_every_address(port), "the room could not open the trace UI"
+        assert requests.get(f"http://127.0.0.1:{port}/zipkin/", timeout=10).status_code == 200
+        zipkin_pid = rig.listener_pid(port)
+    assert poll_until(lambda: rig.port_is_free(port), timeout=10), "Zipkin outlived the kit"
+    assert not Path(f"/proc/{zipkin_pid}").exists()
+
+
+@pytest.mark.services
+@pytest.mark.timeout(240)
+def test_make_up_without_java_says_tracing_is_off_and_how_to_turn_it_on(tmp_path):
+    """PATH with the kit's servers but no java: the kit runs, the banner says why there are no traces and what
+    to install, and the app is given no span endpoint."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("redis-server", "prometheus"):
+        (bin_dir / name).symlink_to(rig.require(name))
+    with rig.make_up(tmp_path / "kit", TOKEN, {"TRACING": "on", "PATH": str(bin_dir)}) as kit:
+        assert "traces (Zipkin)     off: no `java` on PATH. To turn it on: " \
+               "`sudo apt-get install default-jre-headless maven`" in kit.log, kit.log
+        app = process_env(rig.listener_pid(kit.ports["PORT"]))
+        assert "OTEL_EXPORTER_ZIPKIN_ENDPOINT" not in app and "TRACES_UI_URL" not in app
+        assert rig.port_is_free(kit.ports["ZIPKIN_PORT"])

@@ -6,7 +6,8 @@ free; else a free one, and the banner says what holds the port), and the app
 runs several gunicorn workers that share the mode, the knobs and the writes in
 flight through it, as in compose; without it, one worker keeps that state
 in-process. Also started: the Locust web UI pointed at
-the app, and Prometheus when a `prometheus` binary is on PATH. MONGO_URL /
+the app, Prometheus when a `prometheus` binary is on PATH, and Zipkin (the trace UI,
+tools/tracing.py) when `java` is. MONGO_URL /
 REDIS_URL point the app at servers of your own instead. Ctrl-C stops everything.
 """
 
@@ -29,6 +30,7 @@ import redis  # noqa: E402
 import rig  # noqa: E402
 from app.config import ensure_shared_secrets, redact_url  # noqa: E402
 from app.lan import checkout_url  # noqa: E402
+from tools.tracing import start_tracing  # noqa: E402
 
 CACHE = ROOT / ".cache"
 
@@ -83,6 +85,8 @@ def main() -> int:
     def start(name: str, argv: list[str], **kwargs) -> None:
         procs.append((name, subprocess.Popen(argv, cwd=ROOT, env=env, **kwargs)))
 
+    # Zipkin first (a JVM is slow to start; it comes up beside the app): it sets the app's span endpoint.
+    tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port})
     start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
     lines = [f"  checkout            {app_url}/",
              f"  phones in the room  {checkout_url(env.get('PUBLIC_URL'), app_url + '/')}"
@@ -113,6 +117,7 @@ def main() -> int:
         lines.append(f"  Prometheus          http://127.0.0.1:{prom_port}/")
     else:
         lines.append("  Prometheus          not started (no `prometheus` on PATH)")
+    lines.append(tracing.line)
 
     store = f"MongoDB at {redact_url(env['MONGO_URL'])}" if env.get("MONGO_URL") else \
         f"SQLite file {env['PAYGATE_SQLITE_PATH']}"
@@ -142,6 +147,7 @@ def main() -> int:
                 p.kill()
         for svc in services:
             svc.stop()
+        tracing.stop()
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
