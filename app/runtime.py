@@ -273,7 +273,7 @@ class RuntimeState:
 
 def _knob_ok(name: str, value) -> bool:
     """A knob value of the right type within its limits (what validation lets through)."""
-    if name == "silent_failures":
+    if isinstance(KNOB_DEFAULTS[name], bool):
         return isinstance(value, bool)
     low, high = KNOB_LIMITS[name]
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
