@@ -1,4 +1,4 @@
-"""Request timing for every route, labelled by route template (never by id); the worker and trace headers."""
+"""Request timing for every route, labelled by route template (never by id)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from http import HTTPStatus
 from flask import Flask, g, request
 
 from . import metrics
-from .tracing import current_trace_id
 
 # Label values come from closed sets: each new value is a new series in every
 # worker's file and in Prometheus, so whatever a client makes up folds into one.
@@ -47,8 +46,4 @@ def init_app(app: Flask) -> None:
                           status_label(response.status_code)).observe(time.perf_counter() - started)
         # Which worker answered: lets participants (and tests) see requests spread over workers.
         response.headers["X-Worker-Pid"] = str(os.getpid())
-        # Which trace: a participant (or a test) looks it up in Zipkin. Absent while tracing is off.
-        trace_id = current_trace_id()
-        if trace_id:
-            response.headers["X-Trace-Id"] = trace_id
         return response

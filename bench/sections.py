@@ -55,12 +55,24 @@ def section_throughput(p: dict) -> str:
                  [[r["setup"], r["kit"]["per_second"], r["bare"]["per_second"], pct(r["metrics_throughput_cost"]),
                    r["kit"]["app_cpu_ms"], r["bare"]["app_cpu_ms"], pct(r["metrics_cpu_cost"]),
                    yes(r["metrics_throughput_cost"] is not None and r["metrics_throughput_cost"] <= 0.03)] for r in rows])
-    text = ("## (h) Throughput against a bare stub, CPU per checkout, the cost of metrics\n\n"
+    tracing = table(["set-up", "tracing off (checkouts/s)", "on, to Zipkin (checkouts/s)", "traced / stub", "≥ 0.45?",
+                     "per round", "throughput cost", "≤ 10 %?", "app CPU off (ms/checkout)", "on", "CPU cost",
+                     "Zipkin CPU (ms/checkout)", "traced OTP success"],
+                    [[r["setup"], r["kit"]["per_second"], r["traced"]["per_second"], r["traced_ratio"],
+                      yes(r["traced_ratio"] is not None and r["traced_ratio"] >= 0.45),
+                      ", ".join(f"{x:g}" for x in r["traced_round_ratios"] if x is not None),
+                      pct(r["tracing_throughput_cost"]),
+                      yes(r["tracing_throughput_cost"] is not None and r["tracing_throughput_cost"] <= 0.10),
+                      r["kit"]["app_cpu_ms"], r["traced"]["app_cpu_ms"], pct(r["tracing_cpu_cost"]),
+                      r["traced"]["zipkin_cpu_ms"], f"{r['traced']['otp_rate']}%"] for r in rows])
+    text = ("## (h) Throughput against a bare stub, CPU per checkout, the cost of metrics and of tracing\n\n"
             f"wrk (C, `bench/checkout.lua`): {p['wrk_c']} connections, each a back-to-back shopper (initiate, then"
             f" verify with the OTP from the answer), {p['wrk_s']:g} s per server after a {overhead.WARMUP_S:g} s warm-up,"
             f" {p['wrk_rounds']} round(s), mode `original`. Servers, one at a time, each under gunicorn with the kit's"
             " gunicorn.conf.py and the same workers and threads: `bench.stub:app` (Flask; initiate sleeps two 15 ms"
-            " writes, verify always succeeds), the kit, and `bench.bare:app` (the kit with every metric a no-op)."
+            " writes, verify always succeeds), the kit with tracing off (`TRACING=off`), the kit tracing every request"
+            " (100 % sampled) to a real Zipkin on the same cores, as `make up` runs it where Java is installed, and"
+            " `bench.bare:app` (the kit with every metric a no-op, tracing off)."
             " Checkouts = verified successes; OTP success = initiates answered `awaiting_otp` / all initiates;"
             " p50 is per request (wrk times requests, initiates and verifies alike). CPU: utime + stime from"
             " /proc of the gunicorn master and workers (app) and of redis-server, FerretDB and PostgreSQL (DB)"
@@ -74,11 +86,13 @@ def section_throughput(p: dict) -> str:
             f" the largest share of answers one gunicorn worker gave (X-Worker-Pid; 50 % is an even spread); a run"
             f" above {overhead.LOPSIDED:.0%} had its connections all land on one worker and was run again"
             f" (at most {overhead.MAX_TRIES} tries; the highest share kept is shown).\n\n"
-            + speed + "\n\n" + cpu + "\n\nCost of instrumentation (target ≤ 3 %):\n\n" + cost)
+            + speed + "\n\n" + cpu + "\n\nCost of instrumentation (target ≤ 3 %):\n\n" + cost
+            + "\n\nCost of tracing, every request to Zipkin (targets: ≤ 10 % of throughput, ≥ 0.45 of the stub):\n\n"
+            + tracing)
     for r in rows:
-        if r["frames"]:
-            text += (f"\n\nWhere the kit's app CPU goes ({r['setup']}; py-spy, GIL-holding samples, self time):\n\n"
-                     + table(["frame", "share"], [[f"`{f}`", f"{share}%"] for f, share in r["frames"]]))
+        for label, frames in (r["frames"] or {}).items():
+            text += (f"\n\nWhere the app CPU goes: {label} ({r['setup']}; py-spy, GIL-holding samples, self time):\n\n"
+                     + table(["frame", "share"], [[f"`{f}`", f"{share}%"] for f, share in frames]))
     return text
 
 

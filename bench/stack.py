@@ -63,15 +63,16 @@ def backends():
 
 
 @contextlib.contextmanager
-def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | None = None, workers: int = WORKERS):
-    """The app under gunicorn (`wsgi` overrides the app module); yields a rig.App.
+def app(mongo_url: str | None, redis_url: str, name: str = "bench", wsgi: str | None = None, workers: int = WORKERS,
+        extra_env: dict | None = None):
+    """The app under gunicorn (`wsgi` overrides the app module, `extra_env` adds settings); yields a rig.App.
 
     mongo_url None: payments in SQLite, the file at application.sqlite_path.
     wsgi=STUB or FLOOR serves a stub (bench/stub.py, bench/floor.py), which has no admin API to reset.
     """
     db, prefix = f"bench_{name}", f"bench-{name}:"
     svc = rig.gunicorn(rig.temp_dir(f"bench-{name}"), mongo_url, redis_url, workers=workers,
-                       extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": prefix})
+                       extra_env={"MONGO_DB": db, "PAYGATE_KEY_PREFIX": prefix, **(extra_env or {})})
     if wsgi:
         svc.argv.append(wsgi)  # gunicorn's positional app module wins over wsgi_app in the config
     svc.start(timeout=60)
