@@ -64,7 +64,7 @@ $(HELM): tools/helm/go.mod tools/helm/go.sum
 ## zipkin: the Zipkin server jar (trace store and UI), fetched once from Maven Central by Maven into .cache/zipkin/
 ## (Maven keeps its own copy in ~/.m2). Its version is pinned in rig/traces.py, the one place.
 zipkin: venv
-	@$(PY) -m rig.traces >/dev/null
+	@$(PY) -c 'from rig.traces import fetch_jar; fetch_jar()'
 
 ## env: .env for `docker compose up`: .env.example with fresh secrets (an existing .env is left as it is)
 ENV_SECRETS := ADMIN_TOKEN PAYGATE_SECRET_KEY GRAFANA_ADMIN_PASSWORD

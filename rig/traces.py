@@ -10,15 +10,13 @@ twice: MEM_MAX_SPANS (Zipkin drops its oldest traces beyond it) and the JVM's he
 Ready when GET /health answers JSON with status UP: Zipkin's port accepts connections a while
 before its storage and collectors are up.
 
-`python -m rig.traces` fetches the jar (what `make zipkin` runs) and prints its path.
+`make zipkin` runs `fetch_jar()`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +118,3 @@ def zipkin(workdir: Path, port: int | None = None, host: str = "127.0.0.1", caps
     port = port or free_port()
     return Zipkin("zipkin", zipkin_argv(port, host, caps), port, workdir, answers_zipkin, env=zipkin_env(caps))
 
-
-if __name__ == "__main__":
-    if not shutil.which("mvn"):
-        sys.exit("mvn is not installed: `make services` installs Debian's maven and default-jre-headless")
-    print(fetch_jar())

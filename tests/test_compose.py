@@ -641,6 +641,8 @@ def test_the_app_sends_spans_to_zipkin_and_links_to_the_published_ui(services):
     ui = urlsplit(env["TRACES_UI_URL"])
     assert ui.port == PUBLISHED["zipkin"] and ui.path == "/zipkin/", env["TRACES_UI_URL"]
     assert env["TRACES_UI_URL"] == dotenv(ENV_EXAMPLE.read_text())["TRACES_UI_URL"]
+    settings = load_settings(env=env)
+    assert settings.tracing and settings.service_name == "paygate", "the service the dashboard's trace links search"
 
 
 def zipkin_healthcheck(services, port: int) -> list[str]:

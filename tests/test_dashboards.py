@@ -306,3 +306,33 @@ def test_trace_links_find_the_failed_and_the_slow_checkouts_in_zipkin(zipkin):
     links = [ui_search(url) for url in trace_links()["dashboard"]]
     assert poll_until(lambda: found(links[0]) == {"failed"}, timeout=10), found(links[0])
     assert found(links[1]) == {"failed", "slow"}, "slower than the deadline, whatever the outcome"
+
+
+@pytest.mark.browser
+def test_zipkins_ui_opened_by_the_trace_links_lists_the_failed_and_the_slow_checkouts(zipkin, tmp_path):
+    """Each dashboard link, as Grafana expands it, opened in Chromium: Zipkin's UI (Lens) runs the search
+    from the URL and lists the traces it promises, each with its link to the whole trace."""
+    from playwright.sync_api import sync_playwright
+
+    deadline_us = KNOB_DEFAULTS["otp_timeout_ms"] * 1000
+    kinds = {"failed": ("otp_unavailable", deadline_us + 30_000), "quick": ("awaiting_otp", 20_000)}
+    ids = {kind: os.urandom(16).hex() for kind in kinds}
+    now_us = int(time.time() * 1e6)
+    spans = [{"traceId": ids[kind], "id": os.urandom(8).hex(), "name": "post /payment/initiate", "kind": "SERVER",
+              "timestamp": now_us - 3_000_000, "duration": duration, "localEndpoint": {"serviceName": "paygate"},
+              "tags": {"paygate.status": status}} for kind, (status, duration) in kinds.items()]
+    assert requests.post(zipkin.spans_endpoint, json=spans, timeout=10).status_code == 202
+    assert poll_until(lambda: requests.get(f"{zipkin.url}/api/v2/trace/{ids['failed']}", timeout=5).ok, timeout=10)
+    end_ms = int(time.time() * 1000) + 1000
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=rig.require("/usr/bin/chromium"), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = chromium.new_page(viewport={"width": 1280, "height": 720})
+            for i, url in enumerate(trace_links()["dashboard"]):
+                page.goto(url.replace("${traces_ui}", zipkin.ui_url).replace("${__from}", str(end_ms - 900_000))
+                          .replace("${__to}", str(end_ms)))
+                page.locator(f"a[href*='{ids['failed']}']").first.wait_for(timeout=30_000)
+                assert page.locator(f"a[href*='{ids['quick']}']").count() == 0, url
+                page.screenshot(path=tmp_path / f"trace-link-{i}.png")
+        finally:
+            chromium.close()

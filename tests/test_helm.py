@@ -320,6 +320,7 @@ def test_zipkin_runs_the_rigs_version_in_capped_memory_and_the_app_sends_it_span
     app = {e["name"]: e.get("value") for e in container(objects, "app")["env"]}
     assert app["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == f"http://{PREFIX}-zipkin:9411/api/v2/spans"
     assert app["TRACES_UI_URL"] == "http://localhost:9411/zipkin/", "a port-forward's address by default"
+    assert app["TRACING"] == "on" and app["OTEL_SERVICE_NAME"] == "paygate", "the service the trace links search"
 
 
 def test_tracing_switches_off_with_zipkin_its_datasource_and_the_apps_endpoint(helm):
@@ -327,7 +328,8 @@ def test_tracing_switches_off_with_zipkin_its_datasource_and_the_apps_endpoint(h
     assert out.returncode == 0, out.stderr
     objects = [o for o in yaml.safe_load_all(out.stdout) if o]
     assert not [o["metadata"]["name"] for o in objects if "zipkin" in o["metadata"]["name"]]
-    assert not TRACING_ENV & {e["name"] for e in container(objects, "app")["env"]}
+    app = {e["name"]: e.get("value") for e in container(objects, "app")["env"]}
+    assert not TRACING_ENV & set(app) and app["TRACING"] == "off", "the app makes no spans"
     provisioning = by_name(objects, "ConfigMap", f"{PREFIX}-grafana-provisioning")["data"]
     assert [s["uid"] for s in yaml.safe_load(provisioning["datasources.yml"])["datasources"]] == ["paygate-prometheus"]
     for obj in objects:

@@ -101,7 +101,7 @@ def listens_on_every_address(port: int) -> bool:
 def test_make_up_starts_zipkin_for_the_room_and_points_the_app_at_it(tmp_path):
     """With java on PATH: Zipkin on ZIPKIN_PORT, on every address like the checkout, named on the banner with
     the room's address; the app is started with its span endpoint and UI; it is ready when /health says UP,
-    and it stops with the kit."""
+    a checkout's trace lands in it, and it stops with the kit."""
     rig.require("java")
     with rig.make_up(tmp_path, TOKEN, {"TRACING": "on"}) as kit:
         port = kit.ports["ZIPKIN_PORT"]
@@ -116,6 +116,11 @@ def test_make_up_starts_zipkin_for_the_room_and_points_the_app_at_it(tmp_path):
         assert poll_until(lambda: "Zipkin is ready: " + banner.group(1) in kit.log, timeout=10), kit.log
         assert listens_on_every_address(port), "the room could not open the trace UI"
         assert requests.get(f"http://127.0.0.1:{port}/zipkin/", timeout=10).status_code == 200
+        # A checkout's trace lands there, under the id the app answered with.
+        trace_id = initiate(kit.url).headers["X-Trace-Id"]
+        trace = poll_until(lambda: requests.get(f"http://127.0.0.1:{port}/api/v2/trace/{trace_id}", timeout=5).ok,
+                           timeout=30, every=0.5)
+        assert trace, f"trace {trace_id} never reached make up's Zipkin"
         zipkin_pid = rig.listener_pid(port)
     assert poll_until(lambda: rig.port_is_free(port), timeout=10), "Zipkin outlived the kit"
     assert not Path(f"/proc/{zipkin_pid}").exists()
