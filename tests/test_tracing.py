@@ -164,10 +164,14 @@ def test_audit_async_drain_is_its_own_trace_linked_to_the_checkout(traced, zipki
     assert {"audit.delay", "audit.write"} <= {s["name"] for s in spans}
 
 
-def test_every_answer_names_its_trace(traced):
-    for method, path in (("GET", "/"), ("GET", "/payment/pay_000000000000000000000000"), ("GET", "/admin/db-mode")):
+def test_every_traced_answer_names_its_trace_and_probes_are_not_traced(traced):
+    for method, path in (("GET", "/"), ("GET", "/payment/pay_000000000000000000000000"), ("GET", "/admin/db-mode"),
+                         ("GET", "/no/such/route")):
         r = requests.request(method, traced.url + path, timeout=5)
         assert len(r.headers["X-Trace-Id"]) == 32, (path, r.headers)
+    # Probes, scrapes and the board's poll would bury the checkouts' traces.
+    for path in ("/health", "/ready", "/metrics", "/board/data"):
+        assert "X-Trace-Id" not in requests.get(traced.url + path, timeout=5).headers, path
 
 
 def test_no_card_data_in_any_stored_span(traced, zipkin):

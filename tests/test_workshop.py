@@ -71,6 +71,7 @@ def test_guide_has_runnable_blocks_for_every_step():
     bodies = "\n".join(b.body for b in blocks)
     # The session's steps: the plan, each phase's load, flip, observe, diagnose, the experiments, reset.
     for needle in ("/health", "loadtest.plan", "/swarm", '"mode": "audit"', "/metrics", ":9090/api/v1/query",
+                   '"reveal_traces": true', "annotationQuery=paygate.status%3Dotp_unavailable", "spanName=audit.drain",
                    "E=audit-under-load", "E=audit-async-under-load", "E=loud-failures", "E=metastable-recovery",
                    '"otp_timeout_ms": 1000', "/stop", "/admin/reset"):
         assert needle in bodies, f"no runnable block uses {needle}"
@@ -145,16 +146,18 @@ def test_docker_compose_commands_name_real_services():
 
 @pytest.fixture(scope="module")
 def kit():
-    """tools/up.py (what `make up` runs) on free ports, with a known admin token."""
+    """tools/up.py (what `make up` runs) on free ports, with a known admin token, tracing to its own
+    Zipkin as on a facilitator's machine with Java (the guide's trace hint reads it)."""
     rig.require("prometheus")
     rig.require("curl")
-    with rig.make_up(rig.temp_dir("workshop"), TOKEN) as kit:
+    rig.require("java")
+    with rig.make_up(rig.temp_dir("workshop"), TOKEN, extra_env={"TRACING": "on"}) as kit:
         yield kit.ports
 
 
 def localise(body: str, ports: dict) -> str:
     """The block with the guide's default ports swapped for the test kit's."""
-    for default, name in ((8000, "PORT"), (8089, "LOCUST_PORT"), (9090, "PROMETHEUS_PORT")):
+    for default, name in ((8000, "PORT"), (8089, "LOCUST_PORT"), (9090, "PROMETHEUS_PORT"), (9411, "ZIPKIN_PORT")):
         body = body.replace(f"localhost:{default}", f"127.0.0.1:{ports[name]}")
     return body
 
