@@ -13,6 +13,8 @@ class AppError(Exception):
     status = 400
     code = "bad_request"
     message = "Bad request."
+    # Seconds a client should wait before trying again (a Retry-After header), where the server can tell.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None, **details):
         super().__init__(message or self.message)

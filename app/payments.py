@@ -10,6 +10,7 @@ in `audit` mode.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -165,7 +166,19 @@ class PaymentService:
                              waited_ms=waited_ms, deadline_ms=knobs["otp_timeout_ms"])
         log.warning("OTP unavailable: payment %s not ready within %d ms (mode %s)",
                     payment_id, knobs["otp_timeout_ms"], mode)
-        raise OtpUnavailable(payment_id=payment_id, status="otp_unavailable")
+        err = OtpUnavailable(payment_id=payment_id, status="otp_unavailable")
+        err.retry_after = self._retry_after_s(mode, knobs)
+        raise err
+
+    def _retry_after_s(self, mode: str, knobs) -> int:
+        """How long a loud failure tells the shopper to wait: in `audit`, what a write takes now by the
+        timing model (4w + 2a + n·c, n the writes in flight), rounded up; at least a second. It grows
+        with the backlog, so polite clients slow down as much as the room needs to drain."""
+        if mode != "audit":
+            return 1
+        ready_ms = (4 * knobs["write_latency_ms"] + 2 * knobs["audit_delay_ms"]
+                    + self.inflight.count() * knobs["contention_ms_per_write"])
+        return max(1, math.ceil(ready_ms / 1000))
 
     def _record_otp(self, mode: str, result: str) -> None:
         """One OTP outcome ("success" or "timeout"), counted for Prometheus and for the board alike."""

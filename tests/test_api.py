@@ -123,8 +123,20 @@ def test_loud_failure_is_503_with_one_warning(client, auth, caplog):
     assert r.status_code == 503
     assert r.json["error"] == "otp_unavailable"
     assert r.json["message"] == "Unable to generate OTP. Please try again."
+    assert r.headers["Retry-After"] == "1"  # `original`: no backlog to wait out
     warnings = [rec for rec in caplog.records if rec.name.startswith("paygate")]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+def test_loud_failure_in_audit_asks_for_the_time_a_write_takes_now(client, auth):
+    """Retry-After by the timing model: 4w + 2a + n·c rounded up to whole seconds."""
+    client.put("/admin/db-mode", json={"mode": "audit"}, headers=auth)
+    client.patch("/admin/knobs", json={"silent_failures": False, "otp_timeout_ms": 50,
+                                       "audit_delay_ms": 600, "write_latency_ms": 0}, headers=auth)
+    r = _initiate(client)
+    assert r.status_code == 503 and r.json["error"] == "otp_unavailable"
+    # 2 × 600 ms of audit delay and this write's own 50 ms of contention: 1.25 s, so 2 s.
+    assert r.headers["Retry-After"] == "2"
 
 
 def test_body_errors(client):

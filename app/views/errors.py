@@ -20,7 +20,8 @@ def error_response(err: AppError):
     """Turn a domain error into a JSON response with a machine-readable `error`."""
     body = {"error": err.code, "message": err.message, **err.details}
     annotate(status=err.code)  # the outcome on the request's span: searchable in the trace UI
-    return jsonify(body), err.status
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
+    return jsonify(body), err.status, headers
 
 
 def http_error_response(err: http.HTTPException):
