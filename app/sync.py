@@ -103,7 +103,9 @@ class SyncLoop:
             raise
         self.runtime.apply(*results[0], ticket)
         expired = self.inflight.absorb(results[2])
-        metrics.INFLIGHT_WRITES.set(self.inflight.count())
+        inflight = self.inflight.count()
+        metrics.INFLIGHT_WRITES.set(inflight)
+        self.board.sample_inflight(inflight)  # every tick: the board draws the mean, not one flickering reading
         if expired:
             self._redis.hdel(self._inflight_key, *expired)
         self.runtime.revert_if_due()

@@ -1,67 +1,167 @@
-"""The board at each phase of the workshop, from a real run: docs/board-<phase>.png.
+"""The board and the checkout from a real run: the pictures in docs/.
 
-    ADMIN_TOKEN=… .venv/bin/python tools/board_screens.py [--kit URL] [--locust URL]
+    .venv/bin/python tools/board_screens.py                  # its own room on this machine
+    ADMIN_TOKEN=… .venv/bin/python tools/board_screens.py --kit http://127.0.0.1:8000
 
-Needs the kit and its Locust running (`make up`) and Debian's Chromium. It drives
-the phases of workshop.md with the load plan's shoppers through Locust's REST API,
-each flip with `ttl_seconds` as the abort, and photographs the board once each
-phase has filled the board's 10 s window; then it stops Locust and resets.
-About four minutes.
+Without --kit it starts a room of its own as `make up` runs it (redis-server, gunicorn with two
+workers on a SQLite file, on free loopback ports) and stops it afterwards. Its shoppers are
+threads of this process paying with the test card (loadtest/checkout.py), on 127.0.0.1 only,
+for a bounded time. It runs the workshop's phases with the load plan's shoppers and photographs
+the board at 1280×720 and 1920×1080 once each phase has filled the board's 10 s window:
+
+    idle        original, nobody paying
+    baseline    original, the healthy phase's shoppers
+    subtle      audit, the subtle phase's shoppers (about 80 % success)
+    rush        audit, the rush's shoppers: the peak
+    after-rush  audit, the subtle phase's shoppers again, each retrying at once after a failure
+    fixed       audit-async, the same retrying shoppers
+
+During `after-rush` a checkout fails in the browser (docs/checkout-failed.png, its details for
+support); after the run one succeeds (docs/checkout-success.png). About five minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import random
+import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
 import requests
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import rig  # noqa: E402
 from loadtest import plan as plans  # noqa: E402
+from loadtest.checkout import checkout  # noqa: E402
 from rig.client import AdminClient  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
+SIZES = [(1280, 720), (1920, 1080)]
+# The workshop guide's pictures (1280×720) keep their names: phase → file.
+GUIDE_NAMES = {"baseline": "board-baseline.png", "subtle": "board-subtle.png", "rush": "board-collapse.png",
+               "fixed": "board-fixed.png"}
 
 
-def phases(plan: plans.Plan) -> list[tuple[str, str, int, int]]:
-    """(name, mode, shoppers, seconds) in the order the workshop runs them."""
-    return [("baseline", "original", plan.healthy_users, 30),
-            ("subtle", "audit", plan.subtle_users, 60),
-            ("collapse", "audit", plan.collapse_users, 45),
-            ("fixed", "audit-async", plan.collapse_users, 45)]
+def phases(plan: plans.Plan) -> list[tuple[str, str, int, bool, int]]:
+    """(name, mode, shoppers, retry at once after a failure, seconds) in the order the workshop runs them."""
+    return [("idle", "original", 0, False, 12),
+            ("baseline", "original", plan.healthy_users, False, 30),
+            ("subtle", "audit", plan.subtle_users, False, 60),
+            ("rush", "audit", plan.rush_users, False, 40),
+            ("after-rush", "audit", plan.subtle_users, True, 60),
+            ("fixed", "audit-async", plan.subtle_users, True, 40)]
+
+
+class Shoppers:
+    """Closed-loop shoppers with think time; `retrying` ones pay again at once after a failure."""
+
+    def __init__(self, url: str, think_s: float):
+        self.url, self.think_s = url, think_s
+        self._threads: list[tuple[threading.Thread, threading.Event]] = []
+
+    def run(self, users: int, retrying: bool) -> None:
+        """Replace the shoppers paying now by `users` new ones."""
+        self.stop()
+        for _ in range(users):
+            stop = threading.Event()
+            thread = threading.Thread(target=self._shop, args=(stop, retrying), daemon=True)
+            thread.start()
+            self._threads.append((thread, stop))
+
+    def _shop(self, stop: threading.Event, retrying: bool) -> None:
+        stop.wait(random.uniform(0, self.think_s))  # arrive spread out, not all in the same instant
+        with requests.Session() as session:
+            while not stop.is_set():
+                outcome = checkout(session, self.url)
+                if not (retrying and outcome.result == "otp_unavailable"):
+                    stop.wait(random.uniform(0.5, 1.5) * self.think_s)
+
+    def stop(self) -> None:
+        """Stop every shopper (each finishes the checkout it is in)."""
+        for _, stop in self._threads:
+            stop.set()
+        for thread, _ in self._threads:
+            thread.join(15)
+        self._threads = []
+
+
+@contextlib.contextmanager
+def own_room():
+    """redis-server and gunicorn (two workers, SQLite) on free loopback ports, stopped afterwards."""
+    redis = rig.redis_server(rig.temp_dir("screens-redis")).start()
+    try:
+        app = rig.start_app("screens", None, f"redis://127.0.0.1:{redis.port}/0", workers=2)
+        try:
+            yield app.url, rig.TEST_TOKEN
+        finally:
+            app.service.stop()
+    finally:
+        redis.stop()
+
+
+def pay(page, url: str) -> bool:
+    """One checkout in the browser, up to its first answer: True for the OTP step, False for the failure."""
+    page.goto(url + "/")
+    page.click("#pay-button")
+    expect(page.locator("#step-otp, #result-otp-unavailable").locator("visible=true")).to_have_count(1, timeout=15_000)
+    return page.locator("#step-otp").is_visible()
 
 
 def main() -> int:
-    """Drive the phases and take the screenshots."""
+    """Drive the phases and take the pictures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kit", default=os.environ.get("KIT_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--locust", default=os.environ.get("LOCUST_URL", "http://127.0.0.1:8089"))
+    parser.add_argument("--kit", help="a running kit's URL (default: start a room of our own)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
-    admin = AdminClient(args.kit, os.environ["ADMIN_TOKEN"])
     plan = plans.load()
-    with sync_playwright() as pw:
+    args.out.mkdir(exist_ok=True)
+    room = contextlib.nullcontext((args.kit, os.environ.get("ADMIN_TOKEN", ""))) if args.kit else own_room()
+    with room as (url, token), sync_playwright() as pw:
+        admin = AdminClient(url, token)
+        admin.reset()
+        shoppers = Shoppers(url, plan.think_seconds)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
-        page.goto(args.kit + "/board")
+        boards = []
+        for width, height in SIZES:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url + "/board")
+            boards.append((f"{width}x{height}", page))
+        shopper_page = browser.new_page(viewport={"width": 1280, "height": 720})
         try:
-            mode_now = None
-            for name, mode, users, seconds in phases(plan):
-                if mode != mode_now:  # one marker per real change on the board's chart
-                    admin.set_mode(mode, ttl_seconds=600)
+            mode_now = "original"
+            for name, mode, users, retrying, seconds in phases(plan):
+                if mode != mode_now:  # one marker per real change on the board's charts
+                    admin.set_mode(mode, ttl_seconds=900)
                     mode_now = mode
-                requests.post(args.locust + "/swarm", data={"user_count": users, "spawn_rate": users,
-                                                            "think_time": plan.think_seconds}, timeout=10)
-                print(f"{name}: {mode}, {users} shoppers, {seconds} s", flush=True)
+                shoppers.run(users, retrying)
+                print(f"{name}: {mode}, {users} shoppers{' retrying' if retrying else ''}, {seconds} s", flush=True)
                 time.sleep(seconds)
-                page.screenshot(path=str(ROOT / "docs" / f"board-{name}.png"))
+                if name == "after-rush":
+                    for _ in range(5):  # nearly every checkout fails now; photograph one that did
+                        if not pay(shopper_page, url):
+                            break
+                    shopper_page.screenshot(path=str(args.out / "checkout-failed.png"))
+                for size, page in boards:
+                    page.screenshot(path=str(args.out / f"board-{name}-{size}.png"))
+                if name in GUIDE_NAMES:
+                    shutil.copy(args.out / f"board-{name}-1280x720.png", args.out / GUIDE_NAMES[name])
+            shoppers.stop()
+            admin.reset()
+            pay(shopper_page, url)
+            shopper_page.click("#use-demo-otp")
+            shopper_page.click("#verify-button")
+            expect(shopper_page.locator("#result-success")).to_be_visible()
+            shopper_page.screenshot(path=str(args.out / "checkout-success.png"))
         finally:
-            requests.get(args.locust + "/stop", timeout=10)
+            shoppers.stop()
             admin.reset()
             browser.close()
     return 0

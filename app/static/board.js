@@ -1,9 +1,10 @@
-// The live board: polls /board/data every second and redraws the tiles and the
-// 5-minute chart (an inline SVG). No libraries, no inline code (strict CSP).
+// The live board: polls /board/data every second and redraws the tiles (now: the last 10 s)
+// and the charts beside them (the last 5 minutes, board-charts.js). No inline code (strict CSP).
 import { $, api, clock } from "./common.js";
+import { renderCharts } from "./board-charts.js";
 
 const POLL_MS = 1000;
-const SVG = "http://www.w3.org/2000/svg";
+let latest = null;  // the last answer, redrawn when the window changes size
 
 // 95 → "95", 0.8123 → "81.2": whole numbers stay whole.
 function percent(rate) {
@@ -11,15 +12,25 @@ function percent(rate) {
   return Number.isInteger(Math.round(value * 10) / 10) ? String(Math.round(value)) : value.toFixed(1);
 }
 
-function pct(rate) {
-  return percent(rate) + " %";
+/** A ready time as [number, unit]: "420 ms", "2.4 s", or "> 10 s" past the histogram's top bucket. */
+function readyParts(ms, beyondTop) {
+  if (beyondTop) return ["> " + ms / 1000, " s"];
+  if (ms >= 1000) return [(ms / 1000).toFixed(ms % 1000 ? 1 : 0), " s"];
+  return [String(ms), " ms"];
 }
 
-// state: "ok", "bad", or null (no data yet): a coloured edge plus words and a shape.
-function setTile(tile, state) {
+const readyText = (ms, beyondTop) => readyParts(ms, beyondTop).join("");
+const oneDecimal = (v) => (Math.round(v * 10) / 10).toFixed(1);
+
+// state: "ok", "bad", "neutral", or null (no data yet): a coloured edge plus words and a shape.
+function setTile(id, state, value, unit, verdict) {
+  const tile = $("tile-" + id);
   tile.classList.toggle("ok", state === "ok");
   tile.classList.toggle("bad", state === "bad");
   tile.classList.toggle("none", state === null);
+  $("board-" + id).textContent = value;
+  if (unit !== undefined) $("board-" + id + "-unit").textContent = unit;
+  $("board-" + id + "-verdict").textContent = verdict;
 }
 
 function renderMode(data) {
@@ -34,107 +45,48 @@ function renderMode(data) {
 
 function renderTiles(data) {
   const now = data.current;
-  const target = data.success_target;
+  const target = percent(data.success_target) + " %";
   const deadline = data.otp_timeout_ms;
 
-  const success = $("tile-success");
   if (now.otp_success_rate === null) {
-    $("board-success").textContent = "—";
-    $("board-success-verdict").textContent = "no payments in the last " + data.window_seconds + " s";
-    setTile(success, null);
+    setTile("success", null, "—", undefined, "no payments in " + data.window_seconds + " s");
   } else {
-    const ok = now.otp_success_rate >= target;
-    $("board-success").textContent = percent(now.otp_success_rate);
-    $("board-success-verdict").textContent = ok ? "✓ at or above " + pct(target) : "▼ BELOW " + pct(target);
-    setTile(success, ok ? "ok" : "bad");
+    const ok = now.otp_success_rate >= data.success_target;
+    setTile("success", ok ? "ok" : "bad", percent(now.otp_success_rate), undefined,
+      ok ? "✓ at or above " + target : "▼ BELOW " + target + " · " + now.otp_timeout + " failed");
   }
 
-  const ready = $("tile-ready");
   if (now.ready_p95_ms === null) {
-    $("board-ready").textContent = "—";
-    $("board-ready-verdict").textContent = "no writes finished · deadline " + deadline + " ms";
-    setTile(ready, null);
+    setTile("ready", null, "—", " ms", "deadline " + deadline + " ms");
   } else {
     const ok = now.ready_p95_ms <= deadline;
-    $("board-ready").textContent = now.ready_p95_ms;
-    $("board-ready-verdict").textContent = (ok ? "✓ within the " : "▲ OVER the ") + deadline + " ms OTP deadline";
-    setTile(ready, ok ? "ok" : "bad");
+    const [value, unit] = readyParts(now.ready_p95_ms, now.ready_p95_beyond_top);
+    setTile("ready", ok ? "ok" : "bad", value, unit, (ok ? "✓ within " : "▲ OVER ") + deadline + " ms deadline");
   }
 
-  $("board-inflight").textContent = now.inflight_writes;
-  $("board-ok").textContent = now.otp_success;
-  $("board-failed").textContent = now.otp_timeout;
-  setTile($("tile-counts"), now.otp_timeout > 0 ? "bad" : now.otp_success > 0 ? "ok" : null);
+  if (now.inflight_mean === null) {
+    setTile("inflight", null, "—", undefined, "now " + now.inflight_writes);
+  } else {
+    setTile("inflight", "neutral", oneDecimal(now.inflight_mean), undefined, "now " + now.inflight_writes + " · all workers");
+  }
+
+  const retrying = now.retries_per_s > 0;
+  setTile("load", retrying ? "bad" : "neutral", oneDecimal(now.checkouts_per_s), undefined,
+    retrying ? "↻ " + oneDecimal(now.retries_per_s) + "/s are retries" : "checkouts/s · no retries");
 }
 
-function el(name, attrs, text) {
-  const node = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
+function renderTraces(traces) {
+  const nav = $("board-traces");
+  nav.hidden = !traces || !traces.revealed;
+  if (nav.hidden) return;
+  const latestLink = $("board-trace-latest");
+  latestLink.hidden = !traces.latest_failed_url;
+  if (traces.latest_failed_url) latestLink.href = traces.latest_failed_url;
+  $("board-trace-search").href = traces.failed_search_url;
 }
 
-// One line per run of points that have a value: gaps (no traffic) stay gaps.
-function pathData(points, x, y, key) {
-  let d = "";
-  let pen = false;
-  for (const p of points) {
-    const v = p[key];
-    if (v === null) { pen = false; continue; }
-    d += (pen ? "L" : "M") + x(p.t).toFixed(1) + "," + y(v).toFixed(1);
-    pen = true;
-  }
-  return d;
-}
-
-function renderChart(data) {
-  const W = 1000, H = 380, left = 70, right = 20;
-  const panels = { success: { top: 30, bottom: 160 }, ready: { top: 220, bottom: 350 } };
-  const step = data.history.step_seconds;
-  const points = data.history.points.map((p) => ({ ...p, t: p.t + step / 2 }));
-  const t1 = data.now, t0 = t1 - data.history_seconds;
-  const x = (t) => left + ((t - t0) / (t1 - t0)) * (W - left - right);
-  const deadline = data.otp_timeout_ms;
-  const readyMax = Math.max(2 * deadline, ...points.map((p) => p.ready_p95_ms || 0)) * 1.05;
-  const ySuccess = (v) => panels.success.bottom - v * (panels.success.bottom - panels.success.top);
-  const yReady = (v) => panels.ready.bottom - (Math.min(v, readyMax) / readyMax) * (panels.ready.bottom - panels.ready.top);
-
-  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, "aria-hidden": "true" });
-  for (const [name, p] of Object.entries(panels)) {
-    svg.append(el("line", { class: "axis", x1: left, x2: W - right, y1: p.bottom, y2: p.bottom }));
-    svg.append(el("line", { class: "axis", x1: left, x2: left, y1: p.top, y2: p.bottom }));
-    svg.append(el("text", { class: "panel-title", x: left + 8, y: p.top - 10 },
-      name === "success" ? "OTP success rate" : "Ready time p95"));
-  }
-  // y axes and the dashed targets
-  svg.append(el("text", { x: left - 8, y: ySuccess(1) + 5, "text-anchor": "end" }, "100 %"));
-  svg.append(el("text", { x: left - 8, y: ySuccess(0) + 5, "text-anchor": "end" }, "0 %"));
-  svg.append(el("line", { class: "target", x1: left, x2: W - right, y1: ySuccess(data.success_target), y2: ySuccess(data.success_target) }));
-  svg.append(el("text", { class: "target-label", x: left + 8, y: ySuccess(data.success_target) + 18 },
-    pct(data.success_target) + " target"));
-  svg.append(el("text", { x: left - 8, y: yReady(readyMax) + 5, "text-anchor": "end" }, Math.round(readyMax) + " ms"));
-  svg.append(el("text", { x: left - 8, y: yReady(0) + 5, "text-anchor": "end" }, "0"));
-  svg.append(el("line", { class: "target", x1: left, x2: W - right, y1: yReady(deadline), y2: yReady(deadline) }));
-  svg.append(el("text", { class: "target-label", x: left + 8, y: yReady(deadline) - 8 },
-    deadline + " ms OTP deadline"));
-  // time axis
-  for (const ago of [300, 240, 180, 120, 60, 0]) {
-    svg.append(el("text", { x: x(t1 - ago), y: H - 8, "text-anchor": ago === 300 ? "start" : ago === 0 ? "end" : "middle" },
-      ago === 0 ? "now" : "−" + ago / 60 + " min"));
-  }
-  // mode changes: a vertical line through both panels, a diamond and the new mode's name
-  for (const change of data.mode_changes) {
-    if (change.at < t0) continue;
-    const cx = x(change.at);
-    svg.append(el("line", { class: "flip", x1: cx, x2: cx, y1: panels.success.top - 4, y2: panels.ready.bottom }));
-    const nearRight = cx > W - right - 160;  // keep the label inside the chart
-    svg.append(el("text", { class: "flip-label", x: nearRight ? cx - 6 : cx + 6, y: panels.ready.top - 12,
-      "text-anchor": nearRight ? "end" : "start" }, "◆ → " + change.to));
-  }
-  svg.append(el("path", { class: "success", d: pathData(points, x, ySuccess, "otp_success_rate") }));
-  svg.append(el("path", { class: "ready", d: pathData(points, x, yReady, "ready_p95_ms") }));
-
-  $("board-chart").replaceChildren(svg);
+function draw(data) {
+  renderCharts(data, { percent, readyText });
 }
 
 function showStatus(text, stale) {
@@ -146,9 +98,11 @@ function showStatus(text, stale) {
 async function poll() {
   const { status, data } = await api("GET", "/board/data", { timeoutMs: 3000 });
   if (status === 200) {
+    latest = data;
     renderMode(data);
     renderTiles(data);
-    renderChart(data);
+    renderTraces(data.traces);
+    draw(data);
     showStatus("Updated " + clock(data.now) + (data.redis_ok ? "" : " · Redis unreachable: last known mode"), false);
   } else if (status === 0) {
     showStatus("▲ No data from the app (" + data.message + "). Retrying…", true);
@@ -159,4 +113,5 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+window.addEventListener("resize", () => { if (latest) draw(latest); });
 poll();

@@ -1,7 +1,7 @@
 // Checkout: card form -> one-time password -> result, over the gateway's JSON API.
 // The browser only hints at formats; the server's validation decides and its field
 // errors are shown next to each field. Card data is never stored or logged here.
-import { $, api, minutesSeconds } from "./common.js";
+import { $, api, clock, minutesSeconds } from "./common.js";
 
 const LABELS = { card_number: "Card number", expiry: "Expiry", cvv: "CVV", amount: "Amount", otp: "Code" };
 
@@ -109,20 +109,61 @@ function cardBody() {
   };
 }
 
+/** The Server-Timing header's metrics, name → duration in ms ("ready;dur=412.3, deadline;dur=400"). */
+function serverTiming(header) {
+  const timings = {};
+  for (const metric of (header || "").split(",")) {
+    const [name, ...params] = metric.split(";").map((part) => part.trim());
+    const dur = params.map((p) => /^dur=([0-9.]+)$/.exec(p)).find(Boolean);
+    if (name && dur) timings[name] = Number(dur[1]);
+  }
+  return timings;
+}
+
+const ms = (value) => `${Math.round(value)} ms`;
+
+/** " against a 400 ms deadline", or nothing when the answer did not say. */
+const againstDeadline = (timings) => (timings.deadline === undefined ? "" : ` against a ${ms(timings.deadline)} deadline`);
+
+/**
+ * The failed checkout's "details for support": its reference, how long it waited against the
+ * deadline (the server's own measure, Server-Timing, else the time this page waited), when, and
+ * once the facilitator reveals traces, a link to its trace.
+ */
+function showSupportDetails(data, headers, elapsedMs) {
+  const timings = serverTiming(headers && headers.get("Server-Timing"));
+  $("support-reference").textContent = data.payment_id || "none";
+  $("support-waited").textContent = ms(timings.ready === undefined ? elapsedMs : timings.ready);
+  $("support-deadline").textContent = againstDeadline(timings);
+  $("support-time").textContent = clock(Date.now() / 1000);
+  const link = $("support-trace");
+  link.hidden = true;
+  const traceId = headers && headers.get("X-Trace-Id");
+  if (!traceId) return;
+  api("GET", `/board/trace-link?trace_id=${encodeURIComponent(traceId)}`, { timeoutMs: 3000 }).then(({ status, data: answer }) => {
+    if (status !== 200 || !answer.trace_url) return;
+    link.href = answer.trace_url;
+    link.hidden = false;
+  });
+}
+
 async function initiate(body) {
   lastCard = body;
   clearErrors(cardForm);
   announce("Processing your payment…");
-  const { status, data } = await busy($("pay-button"), "Processing…",
+  const started = performance.now();
+  const { status, data, headers } = await busy($("pay-button"), "Processing…",
     () => api("POST", "/payment/initiate", { body }));
+  const elapsedMs = performance.now() - started;
   if (status === 200 && data.status === "awaiting_otp") {
-    startOtp(data);
+    startOtp(data, serverTiming(headers && headers.get("Server-Timing")));
   } else if (data.status === "otp_unavailable" || data.error === "otp_unavailable") {
     // 200 when failures are silent, 503 when they are loud: the participant reads the
     // same words, the server's own (the message is written once, in app/errors.py).
     $("otp-unavailable-message").textContent = data.message;
+    showSupportDetails(data, headers, elapsedMs);
     show("result-otp-unavailable");
-    announce(data.message);
+    announce(`${data.message} Reference ${data.payment_id || "none"}.`);
   } else if (status === 400 && data.error === "validation_error") {
     show("step-card", $("card_number"));
     showFieldErrors(data.fields || {}, "form-error");
@@ -147,8 +188,8 @@ $("expiry").addEventListener("input", (event) => {
 
 // -- step 2: the one-time password ---------------------------------------------
 
-function startOtp(data) {
-  payment = { payment_id: data.payment_id, otp: data.otp };
+function startOtp(data, timings) {
+  payment = { payment_id: data.payment_id, otp: data.otp, ready_ms: data.ready_ms, timings };
   $("demo-otp").textContent = data.otp;
   $("otp").value = "";
   clearErrors(otpForm);
@@ -208,6 +249,9 @@ otpForm.addEventListener("submit", async (event) => {
   stopCountdown();
   $("success-amount").textContent = money(data.amount, data.currency);
   $("success-id").textContent = data.payment_id;
+  $("success-ready-line").hidden = typeof payment.ready_ms !== "number";
+  $("success-ready").textContent = ms(payment.ready_ms || 0);
+  $("success-deadline").textContent = againstDeadline(payment.timings);
   show("result-success");
   announce("Payment successful.");
 });

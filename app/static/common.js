@@ -5,9 +5,9 @@
 export const $ = (id) => document.getElementById(id);
 
 /**
- * One call to the app's JSON API. Always resolves to {status, data}: status 0 when the
- * network failed or nothing answered within timeoutMs. `token` goes in the Authorization
- * header (never in a URL); `body` is sent as JSON.
+ * One call to the app's JSON API. Always resolves to {status, data, headers}: status 0 (and no
+ * headers) when the network failed or nothing answered within timeoutMs. `token` goes in the
+ * Authorization header (never in a URL); `body` is sent as JSON.
  */
 export async function api(method, path, { body, token, timeoutMs = 10000 } = {}) {
   const headers = { Accept: "application/json" };
@@ -21,7 +21,7 @@ export async function api(method, path, { body, token, timeoutMs = 10000 } = {})
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const data = await response.json().catch(() => ({}));
-    return { status: response.status, data: data || {} };
+    return { status: response.status, data: data || {}, headers: response.headers };
   } catch (err) {
     return { status: 0, data: { error: "network_error", message: `The app could not be reached (${err.name}).` } };
   } finally {
