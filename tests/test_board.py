@@ -11,7 +11,15 @@ import requests
 
 import rig
 from app import create_app
-from app.board import HISTORY_SECONDS, KEY_TTL_SECONDS, BoardStats, quantile_ms, ready_bucket
+from app.board import (
+    HISTORY_SECONDS,
+    KEY_TTL_SECONDS,
+    TOP_BUCKET_MS,
+    WINDOW_SECONDS,
+    BoardStats,
+    quantile_ms,
+    ready_bucket,
+)
 from loadtest.checkout import card_payload, initiate
 from rig.probe import poll_until, until_every_worker
 
@@ -58,8 +66,16 @@ def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client, html_o
 def test_board_data_without_traffic(client):
     data = client.get("/board/data").get_json()
     assert data["mode"] == "original"
-    assert data["current"] == {"otp_success": 0, "otp_timeout": 0, "otp_success_rate": None,
-                               "ready_count": 0, "ready_p95_ms": None, "inflight_writes": 0}
+    now = data["current"]
+    assert {k: now[k] for k in ("otp_success", "otp_timeout", "otp_success_rate", "ready_count", "ready_p95_ms",
+                                "ready_p95_beyond_top", "checkouts_per_s", "retries", "retries_per_s",
+                                "inflight_writes")} == {
+        "otp_success": 0, "otp_timeout": 0, "otp_success_rate": None, "ready_count": 0, "ready_p95_ms": None,
+        "ready_p95_beyond_top": False, "checkouts_per_s": 0.0, "retries": 0, "retries_per_s": 0.0,
+        "inflight_writes": 0}
+    # The sync loop samples writes in flight every tick: none yet, or a mean of zero.
+    assert now["inflight_mean"] in (None, 0.0)
+    assert data["traces"] == {"revealed": False, "latest_failed_url": None, "failed_search_url": None}
     assert data["otp_timeout_ms"] == 400 and data["success_target"] == 0.95
     points = data["history"]["points"]
     assert len(points) == HISTORY_SECONDS // data["history"]["step_seconds"]
@@ -106,7 +122,9 @@ def test_p95_window_history_and_ttl_with_a_fixed_clock(app):
 
     summary = stats.summary(t)
     assert summary["current"] == {"otp_success": 0, "otp_timeout": 1, "otp_success_rate": 0.0,
-                                  "ready_count": 1, "ready_p95_ms": 3000}
+                                  "ready_count": 1, "ready_p95_ms": 3000, "ready_p95_beyond_top": False,
+                                  "checkouts_per_s": round(1 / (WINDOW_SECONDS - 1), 2), "retries": 0,
+                                  "retries_per_s": 0.0, "inflight_mean": None}
     points = [p for p in summary["history"]["points"] if p["ready_count"]]
     assert [p["ready_count"] for p in points] == [100, 1]
     assert points[0]["ready_p95_ms"] == 950 and points[0]["otp_success_rate"] == 1.0
@@ -115,6 +133,96 @@ def test_p95_window_history_and_ttl_with_a_fixed_clock(app):
     assert BoardStats(rds, prefix).summary(t + HISTORY_SECONDS + 1)["history"]["points"][-1]["ready_count"] == 0
     ttls = [rds.ttl(k) for k in rds.scan_iter(prefix + "board:*")]
     assert ttls and all(0 < ttl <= KEY_TTL_SECONDS for ttl in ttls)
+
+
+def flush(stats: BoardStats, rds) -> None:
+    """What the sync loop does a few times a second: the pending counts to Redis."""
+    with rds.pipeline() as pipe:
+        stats.queue_flush(pipe, stats.take_pending())
+        pipe.execute()
+
+
+def test_load_retries_writes_in_flight_and_a_p95_past_the_top_bucket(app):
+    kit = app.extensions["paygate"]
+    rds, prefix = kit.backends.redis, kit.settings.key_prefix
+    t = 1_700_000_000.5  # half a second into the window's last second
+    stats = BoardStats(rds, prefix, clock=lambda: t)
+    for second in range(WINDOW_SECONDS):  # ten seconds of a collapse: 4 checkouts a second, 3 of them retries
+        t = 1_700_000_000.5 - second
+        for _ in range(4):
+            stats.record_otp("timeout", trace_id=f"{second:032x}")
+            stats.record_ready(12.0)  # past the histogram's top bucket
+        for _ in range(3):
+            stats.record_retry()
+        for n in (5, 6, 7):  # three readings of writes in flight
+            stats.sample_inflight(n)
+    t = 1_700_000_000.5
+    flush(stats, rds)
+    now = stats.summary(t)["current"]
+    # 40 checkouts in the 9.5 s the window covers so far (its last second is half over)
+    assert now["checkouts_per_s"] == round(40 / 9.5, 2) and now["retries_per_s"] == round(30 / 9.5, 2)
+    assert now["retries"] == 30 and now["otp_timeout"] == 40 and now["otp_success_rate"] == 0.0
+    assert now["inflight_mean"] == 6.0
+    assert now["ready_p95_ms"] == TOP_BUCKET_MS and now["ready_p95_beyond_top"] is True
+    # The latest failure recorded (the last call: second 9, the oldest) is the board's link.
+    assert stats.summary(t, max_age_s=0)["latest_failed_trace"] == f"{9:032x}"
+    point = [p for p in stats.summary(t, max_age_s=0)["history"]["points"] if p["retries"]][-1]
+    assert point["checkouts_per_s"] > point["retries_per_s"] > 0 and point["inflight_mean"] == 6.0
+
+
+def test_a_failed_flush_keeps_its_counts_and_trace_for_the_next(app):
+    kit = app.extensions["paygate"]
+    rds, prefix = kit.backends.redis, kit.settings.key_prefix
+    t = 1_700_000_000.0
+    stats = BoardStats(rds, prefix, clock=lambda: t)
+    stats.record_otp("timeout", trace_id="a" * 32)
+    stats.record_retry()
+    stats.restore(stats.take_pending())  # as the sync loop does when Redis failed
+    flush(stats, rds)
+    summary = stats.summary(t)
+    assert (summary["current"]["otp_timeout"], summary["current"]["retries"]) == (1, 1)
+    assert summary["latest_failed_trace"] == "a" * 32
+
+
+TRACES_UI = "http://zipkin.example:9411/zipkin/"
+
+
+@pytest.fixture
+def traced_client(mongo_url, redis_url):
+    """An app whose settings name a trace UI (as TRACES_UI_URL does)."""
+    application = create_app(rig.app_config(mongo_url=mongo_url, redis_url=redis_url, traces_ui_url=TRACES_UI))
+    yield application.test_client(), application.extensions["paygate"]
+    application.extensions["paygate"].close()
+
+
+def test_trace_links_appear_only_once_revealed(traced_client, auth):
+    client, kit = traced_client
+    kit.board.record_otp("timeout", trace_id="b" * 32)
+    assert client.get("/board/data").get_json()["traces"] == {
+        "revealed": False, "latest_failed_url": None, "failed_search_url": None}
+    assert client.get("/board/trace-link?trace_id=" + "c" * 32).get_json() == {"revealed": False, "trace_url": None}
+
+    assert client.patch("/admin/knobs", json={"reveal_traces": True}, headers=auth).status_code == 200
+    traces = poll_until(lambda: (t := client.get("/board/data").get_json()["traces"])["latest_failed_url"] and t)
+    assert traces["revealed"] is True
+    assert traces["latest_failed_url"] == TRACES_UI + "traces/" + "b" * 32
+    search = traces["failed_search_url"]
+    assert search.startswith(TRACES_UI + "?")
+    query = dict(pair.split("=", 1) for pair in search.split("?", 1)[1].split("&"))
+    # Zipkin Lens searches only with a lookback, its end (epoch ms) and a limit in the URL.
+    assert query["serviceName"] == "paygate" and query["annotationQuery"] == "paygate.status%3Dotp_unavailable"
+    assert query["lookback"] == "15m" and int(query["limit"]) > 0
+    assert abs(int(query["endTs"]) / 1000 - time.time()) < 60
+    assert client.get("/board/trace-link?trace_id=" + "C" * 32).get_json() == {
+        "revealed": True, "trace_url": TRACES_UI + "traces/" + "c" * 32}
+
+
+def test_trace_link_refuses_what_is_not_a_trace_id(traced_client):
+    client, _ = traced_client
+    for bad in ("", "xyz", "a" * 31, "a" * 33, "../../admin", "a" * 16 + "%2F"):
+        r = client.get("/board/trace-link?trace_id=" + bad)
+        assert r.status_code == 400 and r.get_json()["error"] == "validation_error", bad
+        assert "trace_id" in r.get_json()["fields"]
 
 
 @pytest.mark.unit

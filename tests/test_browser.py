@@ -8,7 +8,9 @@ and the Content-Security-Policy holds on every page.
 
 With PAYGATE_SCREENSHOTS=1 the tests also refresh docs/checkout.png and
 docs/admin.png (off by default, so a test run leaves the work tree as it was);
-the board's pictures, one per workshop phase, come from tools/board_screens.py.
+the board's pictures, one per workshop phase at both projector sizes, and the
+checkout's failure and success come from tools/board_screens.py. The board's fit
+and the checkout's details for support are tested in tests/test_board_screen.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 import rig
+from app.config import KNOBS
 from app.errors import OtpUnavailable
 from loadtest import traffic
 from loadtest.checkout import future_expiry
@@ -98,7 +101,7 @@ def screenshot(page, name: str, **options) -> None:
 def console(tabs, token: str):
     """The facilitator console with `token` entered."""
     page = tabs().open("/admin")
-    expect(page.locator("#knobs-fields input")).to_have_count(5)
+    expect(page.locator("#knobs-fields input")).to_have_count(len(KNOBS))
     page.fill("#token", token)
     page.press("#token", "Enter")
     expect(page.locator("#token-state")).to_contain_text("token is set")

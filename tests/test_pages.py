@@ -12,6 +12,8 @@ from html.parser import HTMLParser
 import pytest
 
 import rig
+from app.errors import OtpUnavailable
+from app.validation import is_payment_id
 from app.views.pages import demo_expiry
 from loadtest.checkout import card_payload
 
@@ -152,3 +154,15 @@ def test_static_files_have_their_real_types(client, path, mimetype):
     """With X-Content-Type-Options: nosniff the browser trusts these types only."""
     r = client.get(path)
     assert r.status_code == 200 and r.mimetype == mimetype
+
+
+def test_the_silent_failure_keeps_the_seeds_shape_with_its_payment_id(client, auth):
+    """What the checkout page reads: the seed's body, a 200 with the message, and the reference to quote."""
+    assert client.patch("/admin/knobs", json={"otp_timeout_ms": 50}, headers=auth).status_code == 200
+    assert client.put("/admin/db-mode", json={"mode": "audit"}, headers=auth).status_code == 200
+    r = client.post("/payment/initiate", json=card_payload())
+    body = r.get_json()
+    assert r.status_code == 200 and set(body) == {"payment_id", "status", "message"}, body
+    assert body["status"] == "otp_unavailable" and body["message"] == OtpUnavailable.message
+    assert is_payment_id(body["payment_id"])
+    assert client.get(f"/payment/{body['payment_id']}").get_json()["status"] in ("created", "awaiting_otp")

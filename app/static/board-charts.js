@@ -60,10 +60,11 @@ function areaData(points, key, x, y, base) {
 
 /**
  * One row's chart: y from 0 to yMax, its series, dashed guides with their labels, the mode
- * changes as vertical lines. Values above yMax are drawn on the top edge (clamped): the scale
- * never stretches, so a guide such as the 400 ms deadline stays where the room expects it.
+ * changes as vertical lines. Values above yMax are drawn on the top edge (clamped) with a ▲ per
+ * step and the peak in words (offScale): the scale never stretches to a spike, so a guide such as
+ * the 400 ms deadline, or the level of now, stays readable.
  */
-function panel(id, data, points, { yMax, yLabel, series, guides = [], legend = [] }) {
+function panel(id, data, points, { yMax, yLabel, series, guides = [], legend = [], offScale = null }) {
   const { svg, W, H, r } = canvas(id);
   const axis = timeAxis(data, W);
   const top = 0.5 * r, bottom = H - 0.45 * r;
@@ -86,37 +87,24 @@ function panel(id, data, points, { yMax, yLabel, series, guides = [], legend = [
   for (const s of series) {
     svg.append(el("path", { class: s.className, d: s.area ? areaData(points, s.key, axis.x, y, bottom) : lineData(points, s.key, axis.x, y) }));
   }
+  const off = offScale ? points.filter((p) => p[offScale.key] !== null && p[offScale.key] > yMax) : [];
+  for (const p of off) {
+    const cx = axis.x(p.t);
+    svg.append(el("path", { class: "off-scale " + offScale.className,
+      d: `M${cx - 0.35 * r},${top + 0.6 * r}L${cx},${top}L${cx + 0.35 * r},${top + 0.6 * r}Z` }));
+  }
+  if (off.length) {
+    const peak = off.reduce((a, b) => (b[offScale.key] > a[offScale.key] ? b : a));
+    legend = [{ className: "off-scale-label " + offScale.className, label: "▲ off the scale, peak " + offScale.text(peak) }, ...legend];
+  }
   let lx = axis.right;
   for (const item of legend.slice().reverse()) {  // right-aligned, top: out of the way of the guides' labels
     const text = el("text", { class: item.className, x: lx, y: top + 0.8 * r, "text-anchor": "end" }, item.label);
     svg.append(text);
     const width = text.getComputedTextLength();
-    // On a backing of the panel's colour: readable over the lines it may cover.
+    // On a backing of the panel's colour: readable over the lines and ▲s it may cover.
     text.before(el("rect", { class: "legend-bg", x: lx - width - 0.3 * r, y: top - 0.15 * r, width: width + 0.6 * r, height: 1.25 * r, rx: 0.2 * r }));
     lx -= width + 1.2 * r;
-  }
-  return { svg, axis, y, top, r };
-}
-
-/** Ready times: p95 with the deadline; past the scale's top a ▲ per step and the peak in words. */
-function readyPanel(data, points, readyText) {
-  const deadline = data.otp_timeout_ms;
-  const yMax = 2.5 * deadline;
-  const off = points.filter((p) => p.ready_p95_ms !== null && p.ready_p95_ms > yMax);
-  const legend = [];
-  if (off.length) {
-    const peak = off.reduce((a, b) => (b.ready_p95_ms > a.ready_p95_ms ? b : a));
-    legend.push({ className: "off-scale-label", label: "▲ off the scale, peak " + readyText(peak.ready_p95_ms, peak.ready_p95_beyond_top) });
-  }
-  const { svg, axis, top, r } = panel("chart-ready", data, points, {
-    yMax, yLabel: readyText(yMax, false),
-    series: [{ key: "ready_p95_ms", className: "ready" }],
-    guides: [{ value: deadline, label: deadline + " ms OTP deadline" }],
-    legend,
-  });
-  for (const p of off) {
-    const cx = axis.x(p.t);
-    svg.append(el("path", { class: "off-scale", d: `M${cx - 0.35 * r},${top + 0.6 * r}L${cx},${top}L${cx + 0.35 * r},${top + 0.6 * r}Z` }));
   }
 }
 
@@ -141,7 +129,7 @@ function markers(data) {
     if (lane < 0) { label.remove(); continue; }
     placed[lane].push([x0, x0 + width]);
     label.setAttribute("x", x0);
-    label.setAttribute("y", (lane + 1) * laneH - 0.3 * laneH);
+    label.setAttribute("y", (lane + 1) * laneH - 0.25 * 0.95 * r);  // baseline above the descenders: the box stays in its lane
   }
 }
 
@@ -164,11 +152,21 @@ export function renderCharts(data, { percent, readyText }) {
     series: [{ key: "otp_success_rate", className: "success" }],
     guides: [{ value: target, label: percent(target) + " % target" }],
   });
-  readyPanel(data, points, readyText);
-  const inflightMax = niceMax(Math.max(3, ...points.map((p) => p.inflight_mean || 0)));
+  // Ready times on a fixed scale, 2.5 × the deadline: the deadline line never moves.
+  const deadline = data.otp_timeout_ms;
+  panel("chart-ready", data, points, {
+    yMax: 2.5 * deadline, yLabel: readyText(2.5 * deadline, false),
+    series: [{ key: "ready_p95_ms", className: "ready" }],
+    guides: [{ value: deadline, label: deadline + " ms OTP deadline" }],
+    offScale: { key: "ready_p95_ms", className: "ready-off", text: (p) => readyText(p.ready_p95_ms, p.ready_p95_beyond_top) },
+  });
+  // Writes in flight scaled to the last minute: after a rush's hundreds, "still 7" must show.
+  const lastMinute = points.slice(-60 / step);
+  const inflightMax = niceMax(Math.max(3, 1.2 * Math.max(...lastMinute.map((p) => p.inflight_mean || 0))));
   panel("chart-inflight", data, points, {
     yMax: inflightMax, yLabel: String(inflightMax),
     series: [{ key: "inflight_mean", className: "inflight", area: true }],
+    offScale: { key: "inflight_mean", className: "inflight-off", text: (p) => String(Math.round(p.inflight_mean)) },
   });
   const loadMax = niceMax(Math.max(2, ...points.map((p) => Math.max(p.checkouts_per_s, p.retries_per_s))));
   panel("chart-load", data, points, {

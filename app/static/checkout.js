@@ -141,7 +141,8 @@ function showSupportDetails(data, headers, elapsedMs) {
   const traceId = headers && headers.get("X-Trace-Id");
   if (!traceId) return;
   api("GET", `/board/trace-link?trace_id=${encodeURIComponent(traceId)}`, { timeoutMs: 3000 }).then(({ status, data: answer }) => {
-    if (status !== 200 || !answer.trace_url) return;
+    // Only for the failure still on screen: a late answer for an earlier one is dropped.
+    if (status !== 200 || !answer.trace_url || $("support-reference").textContent !== data.payment_id) return;
     link.href = answer.trace_url;
     link.hidden = false;
   });
