@@ -80,8 +80,13 @@ def build_spec() -> dict:
         "/admin/reset": {"post": _op("Mode original, default knobs", mode_state, *admin_write,
                                      body="ResetRequest", auth=True, tag="admin")},
         "/admin/history": {"get": _op("The last flips and knob changes", _OBJECT, 503, tag="admin")},
-        "/board/data": {"get": _op("Live board figures: mode, OTP success, ready p95, 5 minutes of history",
-                                   _OBJECT, 503, tag="board")},
+        "/board/data": {"get": _op("Live board figures: mode, OTP success, ready p95, writes in flight, load and "
+                                   "retries, 5 minutes of history, trace links once revealed", _OBJECT, 503, tag="board")},
+        "/board/trace-link": {"get": {**_op("The link to one checkout's trace (null until the facilitator reveals "
+                                            "traces)", _OBJECT, 400, tag="board"),
+                                      "parameters": [{"name": "trace_id", "in": "query", "required": True,
+                                                      "schema": {"type": "string",
+                                                                 "pattern": "^[0-9a-fA-F]{16}([0-9a-fA-F]{16})?$"}}]}},
     }
     return {
         "openapi": "3.1.0",

@@ -217,21 +217,26 @@ def with_timing_headers(page, trace_id: str) -> None:
     page.route("**/payment/initiate", route)
 
 
-def test_the_failed_checkout_reads_server_timing_and_links_its_trace_once_revealed(page_at, own_app):
+def test_the_failed_checkout_reads_server_timing_retries_by_name_and_links_its_trace_once_revealed(page_at,
+                                                                                                   own_app):
     application = own_app("checkout-traced", TRACES_UI_URL=TRACES_UI)
     fail_every_checkout(application)
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     page = page_at(1280, 720)
     with_timing_headers(page, trace_id)
     page.goto(application.url + "/")
-    page.click("#pay-button")
+    with page.expect_response("**/payment/initiate") as answer:
+        page.click("#pay-button")
+    failed = answer.value.json()["payment_id"]
     expect(page.locator("#support-waited")).to_have_text("51 ms")
     expect(page.locator("#support-deadline")).to_have_text(" against a 50 ms deadline")
     page.wait_for_load_state("networkidle")
     expect(page.locator("#support-trace")).to_be_hidden()  # not revealed yet
 
     application.patch_knobs(reveal_traces=True)
-    page.click("#retry-button")
+    with page.expect_request("**/payment/initiate") as retry:
+        page.click("#retry-button")
+    assert retry.value.headers.get("x-retry-of") == failed  # "Try again" names the payment it retries
     expect(page.locator("#support-trace")).to_be_visible()
     expect(page.locator("#support-trace")).to_have_attribute("href", TRACES_UI + "traces/" + trace_id)
 
@@ -248,4 +253,4 @@ def test_a_successful_checkout_shows_how_long_the_payment_took_to_be_ready(page_
     page.click("#verify-button")
     expect(page.locator("#result-success")).to_be_visible()
     expect(page.locator("#success-ready")).to_have_text(f"{round(ready_ms)} ms")
-    expect(page.locator("#success-ready-line")).to_contain_text("Ready for its code in")
+    expect(page.locator("#success-ready-line")).to_contain_text("Payment ready in")

@@ -13,7 +13,8 @@ the board at 1280×720 and 1920×1080 once each phase has filled the board's 10 
     baseline    original, the healthy phase's shoppers
     subtle      audit, the subtle phase's shoppers (about 80 % success)
     rush        audit, the rush's shoppers: the peak
-    after-rush  audit, the subtle phase's shoppers again, each retrying at once after a failure
+    after-rush  audit, the subtle phase's shoppers again, each retrying at once after a failure;
+                the facilitator reveals the traces (the board links them)
     fixed       audit-async, the same retrying shoppers
 
 During `after-rush` a checkout fails in the browser (docs/checkout-failed.png, its details for
@@ -40,11 +41,15 @@ sys.path.insert(0, str(ROOT))
 
 import rig  # noqa: E402
 from loadtest import plan as plans  # noqa: E402
-from loadtest.checkout import checkout  # noqa: E402
+from loadtest.checkout import card_payload, verify  # noqa: E402
 from rig.client import AdminClient  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
+# A shopper's "Try again" names the payment whose OTP step failed (app/views/payments.py).
+RETRY_HEADER = "X-Retry-Of"
 SIZES = [(1280, 720), (1920, 1080)]
+# Where a room's Zipkin shows its traces (the links the board shows once they are revealed).
+TRACES_UI = "http://127.0.0.1:9411/zipkin/"
 # The workshop guide's pictures (1280×720) keep their names: phase → file.
 GUIDE_NAMES = {"baseline": "board-baseline.png", "subtle": "board-subtle.png", "rush": "board-collapse.png",
                "fixed": "board-fixed.png"}
@@ -61,7 +66,8 @@ def phases(plan: plans.Plan) -> list[tuple[str, str, int, bool, int]]:
 
 
 class Shoppers:
-    """Closed-loop shoppers with think time; `retrying` ones pay again at once after a failure."""
+    """Closed-loop shoppers with think time; `retrying` ones pay again at once after a failure,
+    as shoppers who read "Please try again" do."""
 
     def __init__(self, url: str, think_s: float):
         self.url, self.think_s = url, think_s
@@ -78,11 +84,27 @@ class Shoppers:
 
     def _shop(self, stop: threading.Event, retrying: bool) -> None:
         stop.wait(random.uniform(0, self.think_s))  # arrive spread out, not all in the same instant
+        retry_of = None
         with requests.Session() as session:
             while not stop.is_set():
-                outcome = checkout(session, self.url)
-                if not (retrying and outcome.result == "otp_unavailable"):
+                retry_of = self._checkout(session, retry_of if retrying else None)
+                if retry_of is None or not retrying:
                     stop.wait(random.uniform(0.5, 1.5) * self.think_s)
+
+    def _checkout(self, session: requests.Session, retry_of: str | None) -> str | None:
+        """One checkout (a retry names the payment it retries, as the checkout page does); the
+        payment id when its OTP step failed, else None."""
+        headers = {RETRY_HEADER: retry_of} if retry_of else {}
+        try:
+            r = session.post(self.url + "/payment/initiate", json=card_payload(), headers=headers, timeout=30)
+            body = r.json()
+            if body.get("status") == "awaiting_otp":
+                verify(self.url, body["payment_id"], body["otp"], session)
+            elif body.get("status") == "otp_unavailable" or body.get("error") == "otp_unavailable":
+                return body.get("payment_id")
+        except (requests.RequestException, ValueError):
+            pass  # counted by the board like any other answer; the shopper goes on
+        return None
 
     def stop(self) -> None:
         """Stop every shopper (each finishes the checkout it is in)."""
@@ -98,7 +120,8 @@ def own_room():
     """redis-server and gunicorn (two workers, SQLite) on free loopback ports, stopped afterwards."""
     redis = rig.redis_server(rig.temp_dir("screens-redis")).start()
     try:
-        app = rig.start_app("screens", None, f"redis://127.0.0.1:{redis.port}/0", workers=2)
+        app = rig.start_app("screens", None, f"redis://127.0.0.1:{redis.port}/0", workers=2,
+                            extra_env={"TRACES_UI_URL": TRACES_UI})
         try:
             yield app.url, rig.TEST_TOKEN
         finally:
@@ -141,6 +164,8 @@ def main() -> int:
                 if mode != mode_now:  # one marker per real change on the board's charts
                     admin.set_mode(mode, ttl_seconds=900)
                     mode_now = mode
+                if name == "after-rush":  # the guide's third hint: the facilitator reveals the traces
+                    admin.patch_knobs(reveal_traces=True)
                 shoppers.run(users, retrying)
                 print(f"{name}: {mode}, {users} shoppers{' retrying' if retrying else ''}, {seconds} s", flush=True)
                 time.sleep(seconds)

@@ -160,9 +160,10 @@ export function renderCharts(data, { percent, readyText }) {
     guides: [{ value: deadline, label: deadline + " ms OTP deadline" }],
     offScale: { key: "ready_p95_ms", className: "ready-off", text: (p) => readyText(p.ready_p95_ms, p.ready_p95_beyond_top) },
   });
-  // Writes in flight scaled to the last minute: after a rush's hundreds, "still 7" must show.
-  const lastMinute = points.slice(-60 / step);
-  const inflightMax = niceMax(Math.max(3, 1.2 * Math.max(...lastMinute.map((p) => p.inflight_mean || 0))));
+  // Writes in flight scaled to now (twice the last 10 s): while a rush's hundreds drain, "still 9"
+  // must show; what was higher is marked off the scale with its peak.
+  const recent = [data.current.inflight_mean, ...points.slice(-2).map((p) => p.inflight_mean)];
+  const inflightMax = niceMax(Math.max(3, 2 * Math.max(...recent.map((v) => v || 0))));
   panel("chart-inflight", data, points, {
     yMax: inflightMax, yLabel: String(inflightMax),
     series: [{ key: "inflight_mean", className: "inflight", area: true }],

@@ -10,6 +10,7 @@ const order = $("order-amount");
 const cardForm = $("card-form");
 const otpForm = $("otp-form");
 let lastCard = null; // the last card body sent, kept in memory only, for "Try again"
+let failedPaymentId = null; // the payment whose OTP step just failed: "Try again" names it (X-Retry-Of)
 let payment = null; // {payment_id, otp} of the payment awaiting its OTP
 let countdown = null;
 
@@ -148,13 +149,16 @@ function showSupportDetails(data, headers, elapsedMs) {
   });
 }
 
-async function initiate(body) {
+async function initiate(body, retryOf = null) {
   lastCard = body;
+  failedPaymentId = null;
   clearErrors(cardForm);
   announce("Processing your payment…");
+  // A retry says which failed payment it retries: the board counts retries, the trace links the tries.
+  const extraHeaders = retryOf ? { "X-Retry-Of": retryOf } : {};
   const started = performance.now();
   const { status, data, headers } = await busy($("pay-button"), "Processing…",
-    () => api("POST", "/payment/initiate", { body }));
+    () => api("POST", "/payment/initiate", { body, extraHeaders }));
   const elapsedMs = performance.now() - started;
   if (status === 200 && data.status === "awaiting_otp") {
     startOtp(data, serverTiming(headers && headers.get("Server-Timing")));
@@ -162,6 +166,7 @@ async function initiate(body) {
     // 200 when failures are silent, 503 when they are loud: the participant reads the
     // same words, the server's own (the message is written once, in app/errors.py).
     $("otp-unavailable-message").textContent = data.message;
+    failedPaymentId = data.payment_id || null;
     showSupportDetails(data, headers, elapsedMs);
     show("result-otp-unavailable");
     announce(`${data.message} Reference ${data.payment_id || "none"}.`);
@@ -264,7 +269,7 @@ document.addEventListener("click", (event) => {
   if (!action) return;
   if (action.dataset.action === "retry" && lastCard) {
     show("step-card", $("pay-button"));
-    initiate(lastCard);
+    initiate(lastCard, failedPaymentId);
   } else if (action.dataset.action === "restart") {
     stopCountdown();
     payment = null;

@@ -7,10 +7,10 @@ export const $ = (id) => document.getElementById(id);
 /**
  * One call to the app's JSON API. Always resolves to {status, data, headers}: status 0 (and no
  * headers) when the network failed or nothing answered within timeoutMs. `token` goes in the
- * Authorization header (never in a URL); `body` is sent as JSON.
+ * Authorization header (never in a URL); `body` is sent as JSON; `extraHeaders` are sent as given.
  */
-export async function api(method, path, { body, token, timeoutMs = 10000 } = {}) {
-  const headers = { Accept: "application/json" };
+export async function api(method, path, { body, token, timeoutMs = 10000, extraHeaders = {} } = {}) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   const abort = new AbortController();
