@@ -203,6 +203,9 @@ def test_a_failed_checkout_shows_its_reference_and_the_time_it_waited(page_at, o
     expect(page.locator("#support-reference")).to_have_text(body["payment_id"])
     waited = page.locator("#support-waited").inner_text()
     assert re.fullmatch(r"\d+ ms", waited) and int(waited.split()[0]) >= 50, waited  # it waited past the deadline
+    # The deadline in force, from the answer's Server-Timing header (the knob set above).
+    assert "deadline;dur=50" in answer.value.headers["server-timing"]
+    expect(page.locator("#support-deadline")).to_have_text(" against a 50 ms deadline")
     expect(page.locator("#support-time")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
     expect(page.locator("#support-trace")).to_be_hidden()
     assert inside(box(page, "#support-details"), {"x": 0, "y": 0, "width": 1280, "height": 720})
