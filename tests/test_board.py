@@ -52,11 +52,12 @@ def test_board_page_has_the_mode_and_loads_its_script_from_a_file(client, html_o
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline script"
     assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
     assert not re.search(r"\sstyle\s*=", html), "inline style"
-    for asset in ("/static/board.js", "/static/board.css"):
+    for asset in ("/static/board.js", "/static/board-charts.js", "/static/board.css"):
         body = client.get(asset).get_data(as_text=True)
         assert body and not re.search(r"https?://(?!www\.w3\.org/2000/svg)", body), asset
     js = client.get("/static/board.js").get_data(as_text=True)
     assert "/board/data" in js and "innerHTML" not in js
+    assert "innerHTML" not in client.get("/static/board-charts.js").get_data(as_text=True)
     assert int(re.search(r"POLL_MS = (\d+)", js).group(1)) <= 2000
 
 

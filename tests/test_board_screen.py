@@ -176,6 +176,20 @@ def test_mode_change_names_never_overlap_after_flips_2_s_apart(page_at, own_app,
             assert not intersect(a, box(page, chart)), chart
 
 
+def test_the_board_links_the_failed_checkouts_traces_once_revealed(page_at, own_app):
+    application = own_app("board-traces", TRACES_UI_URL=TRACES_UI)
+    application.reset()
+    page = open_board(page_at(1280, 720), application.url)
+    expect(page.locator("#board-traces")).to_be_hidden()
+    application.patch_knobs(reveal_traces=True)
+    search = page.locator("#board-trace-search")
+    expect(search).to_be_visible()
+    expect(search).to_have_attribute("href", re.compile("^" + re.escape(TRACES_UI + "?") + ".*otp_unavailable"))
+    assert inside(box(page, "#board-traces"), {"x": 0, "y": 0, "width": 1280, "height": 720})
+    application.reset()  # hidden again
+    expect(page.locator("#board-traces")).to_be_hidden()
+
+
 # -- the checkout's answers -----------------------------------------------------------------------
 
 
