@@ -88,10 +88,20 @@ def seeded(own_app, redis_url):
     return application
 
 
+def rects(page, *selectors: str) -> dict[str, list[dict]]:
+    """Every match's box per selector, all read in one script turn: the board redraws its SVGs
+    every second, and boxes read one call at a time could straddle a redraw."""
+    return page.evaluate("""selectors => Object.fromEntries(selectors.map(s => [s,
+        [...document.querySelectorAll(s)].map(e => { const r = e.getBoundingClientRect();
+                                                     return {x: r.x, y: r.y, width: r.width, height: r.height}; })]))""",
+                         list(selectors))
+
+
 def box(page, selector: str) -> dict:
-    b = page.locator(selector).bounding_box()
-    assert b is not None, f"{selector} is not shown"
-    return b
+    """The box of the one element `selector` names (a box the board never replaces, or read at once)."""
+    found = rects(page, selector)[selector]
+    assert len(found) == 1, f"{selector}: {len(found)} elements"
+    return found[0]
 
 
 def inside(inner: dict, outer: dict) -> bool:
@@ -124,10 +134,11 @@ def test_the_board_fits_a_projector_without_scrolling_every_chart_whole(page_at,
         b = box(page, selector)
         assert inside(b, screen) and b["height"] > 0 and b["width"] > 0, (selector, b)
     for chart in CHARTS[1:5]:
-        b, svg = box(page, chart), box(page, chart + " svg")
+        found = rects(page, chart, chart + " svg")
+        b, svg = found[chart][0], found[chart + " svg"][0]
         assert inside(svg, b), chart  # the drawing is the box's own size: nothing cut off
         assert b["height"] >= height / 9, (chart, b)  # a row of its own, not a sliver
-        drawn = page.locator(chart + " path").evaluate_all("ps => ps.filter(p => p.getAttribute('d')).length")
+        drawn = page.locator(chart).evaluate("c => [...c.querySelectorAll('path')].filter(p => p.getAttribute('d')).length")
         assert drawn >= 1, f"{chart} draws no line"
     # Big numbers for the back of the room: at least 1/16 of the screen's height.
     big = page.locator("#tile-success .big").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
@@ -142,8 +153,8 @@ def test_a_p95_past_the_top_bucket_reads_more_than_10_s_and_the_deadline_keeps_i
     expect(tile).to_have_text(re.compile(r"^>\s*10\s*s$"))
     expect(page.locator("#board-ready-verdict")).to_contain_text("OVER")
     expect(page.locator("#chart-ready")).to_contain_text("peak > 10 s")
-    panel = box(page, "#chart-ready")
-    deadline = page.locator("#chart-ready line.target").bounding_box()
+    found = rects(page, "#chart-ready", "#chart-ready line.target")
+    panel, deadline = found["#chart-ready"][0], found["#chart-ready line.target"][0]
     # The scale tops out at 2.5 × the deadline however high the p95 goes: the line sits 40 % up.
     from_bottom = (panel["y"] + panel["height"] - deadline["y"]) / panel["height"]
     assert 0.3 < from_bottom < 0.5, from_bottom
@@ -162,18 +173,17 @@ def test_mode_change_names_never_overlap_after_flips_2_s_apart(page_at, own_app,
         time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
     page = open_board(page_at(width, height), application.url)
     expect(page.locator("#chart-markers line.flip")).to_have_count(len(modes))
-    labels = page.locator("#chart-markers text.flip-label")
-    boxes = [labels.nth(i).bounding_box() for i in range(labels.count())]
+    # The newest change, the one that made the current mode, is always named (and first).
+    expect(page.locator("#chart-markers text.flip-label").first).to_have_text("◆ audit")
+    found = rects(page, "#chart-markers text.flip-label", "#chart-markers", *CHARTS[1:5])
+    boxes, strip = found["#chart-markers text.flip-label"], found["#chart-markers"][0]
     assert boxes, "no mode change is named"
-    # The newest change, the one that made the current mode, is always named.
-    assert "audit" in labels.first.text_content()
-    strip = box(page, "#chart-markers")
     for i, a in enumerate(boxes):
         assert inside(a, strip), (a, strip)
         for b in boxes[i + 1:]:
             assert not intersect(a, b), (a, b)
         for chart in CHARTS[1:5]:  # never over a chart (nor its labels)
-            assert not intersect(a, box(page, chart)), chart
+            assert not intersect(a, found[chart][0]), chart
 
 
 def test_the_board_links_the_failed_checkouts_traces_once_revealed(page_at, own_app):
