@@ -235,6 +235,26 @@ def test_a_failed_checkout_shows_its_reference_and_the_time_it_waited(page_at, o
     assert inside(box(page, "#support-details"), {"x": 0, "y": 0, "width": 1280, "height": 720})
 
 
+def test_a_loud_failure_holds_try_again_for_its_retry_after(page_at, own_app):
+    application = own_app("checkout-loud")
+    fail_every_checkout(application)
+    application.patch_knobs(silent_failures=False)
+    page = page_at(1280, 720)
+    page.goto(application.url + "/")
+    with page.expect_response("**/payment/initiate") as answer:
+        page.click("#pay-button")
+    assert answer.value.status == 503
+    wait_s = int(answer.value.headers["retry-after"])
+    assert wait_s >= 1
+    expect(page.locator("#otp-unavailable-message")).to_have_text(OtpUnavailable.message)  # the same words
+    expect(page.locator("#support-reference")).to_have_text(answer.value.json()["payment_id"])
+    retry = page.locator("#retry-button")
+    expect(retry).to_be_disabled()
+    expect(retry).to_have_text(re.compile(r"^Try again in \d+ s$"))
+    expect(retry).to_be_enabled(timeout=(wait_s + 3) * 1000)
+    expect(retry).to_have_text("Try again")
+
+
 def with_timing_headers(page, trace_id: str) -> None:
     """The initiate answer as the app sends it once traced: Server-Timing and X-Trace-Id."""
     def route(r):

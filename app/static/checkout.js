@@ -11,6 +11,7 @@ const cardForm = $("card-form");
 const otpForm = $("otp-form");
 let lastCard = null; // the last card body sent, kept in memory only, for "Try again"
 let failedPaymentId = null; // the payment whose OTP step just failed: "Try again" names it (X-Retry-Of)
+let retryHold = null; // the countdown of a loud failure's Retry-After
 let payment = null; // {payment_id, otp} of the payment awaiting its OTP
 let countdown = null;
 
@@ -149,6 +150,25 @@ function showSupportDetails(data, headers, elapsedMs) {
   });
 }
 
+/**
+ * A loud failure (503) says when to come back (Retry-After, seconds): "Try again" waits that
+ * long, counting down, so a shopper's retry does not feed the pile-up it just met.
+ */
+function holdRetry(seconds) {
+  const button = $("retry-button");
+  clearInterval(retryHold);
+  retryHold = null;
+  const until = Date.now() + seconds * 1000;
+  const tick = () => {
+    const left = Math.ceil((until - Date.now()) / 1000);
+    button.disabled = left > 0;
+    button.textContent = left > 0 ? `Try again in ${left} s` : "Try again";
+    if (left <= 0) { clearInterval(retryHold); retryHold = null; }
+  };
+  tick();
+  if (seconds > 0) retryHold = setInterval(tick, 250);
+}
+
 async function initiate(body, retryOf = null) {
   lastCard = body;
   failedPaymentId = null;
@@ -168,6 +188,8 @@ async function initiate(body, retryOf = null) {
     $("otp-unavailable-message").textContent = data.message;
     failedPaymentId = data.payment_id || null;
     showSupportDetails(data, headers, elapsedMs);
+    const retryAfter = Number(headers && headers.get("Retry-After"));
+    holdRetry(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 60) : 0);
     show("result-otp-unavailable");
     announce(`${data.message} Reference ${data.payment_id || "none"}.`);
   } else if (status === 400 && data.error === "validation_error") {
