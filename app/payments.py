@@ -29,7 +29,7 @@ from .errors import (
 )
 from .lanes import WriteLanes
 from .store import policy_for
-from .tracing import annotate, deadline_passed, tracer
+from .tracing import annotate, current_trace_id, deadline_passed, tracer
 
 log = logging.getLogger("paygate.payments")
 
@@ -95,6 +95,7 @@ class PaymentService:
         if retry_of:
             annotate(retry_of=retry_of)
             metrics.child(metrics.CHECKOUT_RETRIES, policy.name).inc()
+            self.board.record_retry()
         deadline_ms = snap.knobs["otp_timeout_ms"]
         start, start_ns = time.monotonic(), time.time_ns()
         deadline = start + deadline_ms / 1000
@@ -181,9 +182,10 @@ class PaymentService:
         return max(1, math.ceil(ready_ms / 1000))
 
     def _record_otp(self, mode: str, result: str) -> None:
-        """One OTP outcome ("success" or "timeout"), counted for Prometheus and for the board alike."""
+        """One OTP outcome ("success" or "timeout"), counted for Prometheus and for the board alike
+        (a timeout with its trace: the board links the latest failed checkout's)."""
         metrics.child(metrics.OTP_GENERATION, mode, result).inc()
-        self.board.record_otp(result)
+        self.board.record_otp(result, current_trace_id() if result == "timeout" else None)
 
     # -- verify --------------------------------------------------------------
 

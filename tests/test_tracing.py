@@ -25,7 +25,7 @@ W, A, C, DEADLINE = 15, 100, 50, 400  # the default knobs, in ms
 @pytest.fixture(scope="module")
 def traced(own_app, zipkin):
     """The app on SQLite under gunicorn, every span exported to this module's Zipkin."""
-    return own_app("traced", sqlite=True, OTEL_EXPORTER_ZIPKIN_ENDPOINT=zipkin.spans_endpoint)
+    return own_app("traced", sqlite=True, OTEL_EXPORTER_ZIPKIN_ENDPOINT=zipkin.spans_endpoint, TRACES_UI_URL=zipkin.ui_url)
 
 
 @pytest.fixture(autouse=True)
@@ -142,6 +142,27 @@ def test_retry_and_failure_are_searchable(traced, zipkin):
     bad = checkout(traced, headers={"X-Retry-Of": "pay_<script>"})
     assert bad.status_code == 400 and bad.json()["error"] == "validation_error"
     assert "X-Retry-Of" in bad.json()["fields"]
+
+
+def test_board_links_the_latest_failed_checkout_once_revealed_and_counts_retries(traced, zipkin):
+    traced.patch_knobs(otp_timeout_ms=50, write_latency_ms=40)  # 2w = 80 ms: every checkout misses
+    failed = checkout(traced)
+    assert failed.json()["status"] == "otp_unavailable"
+    retried = checkout(traced, headers={"X-Retry-Of": failed.json()["payment_id"]})
+    trace_id = retried.headers["X-Trace-Id"]
+
+    def board():
+        data = requests.get(f"{traced.url}/board/data", timeout=5).json()
+        return data if data["current"]["retries"] >= 1 else None
+    data = poll_until(board, timeout=5)
+    assert data, "the retry never reached the board"
+    assert data["traces"] == {"revealed": False, "latest_failed_url": None, "failed_search_url": None}
+    traced.patch_knobs(reveal_traces=True)
+    data = requests.get(f"{traced.url}/board/data", timeout=5).json()
+    assert data["traces"]["latest_failed_url"] == f"{zipkin.ui_url}traces/{trace_id}"
+    # The link leads somewhere: Zipkin has that trace, the failed one.
+    spans = trace_of(zipkin, trace_id, {"post /payment/initiate"})
+    assert one(spans, "post /payment/initiate")["tags"]["paygate.status"] == "otp_unavailable"
 
 
 def test_audit_async_drain_is_its_own_trace_linked_to_the_checkout(traced, zipkin):
