@@ -111,13 +111,16 @@ class ThreadWorker(gthread.ThreadWorker):
             self.log.exception("Error handling request", exc_info=exc)
         else:
             self.log.warning("Invalid request from ip=%s: %s", addr[0], message)
-        if req is None and hasattr(exc, "req"):
-            req = exc.req
+        if req is None and isinstance(exc, (http_errors.InvalidHeader, http_errors.InvalidHeaderName)):
+            req = getattr(exc, "req", None)  # these two carry the request (others carry a string there)
         if req is not None:  # the access log shows refused requests too
-            environ = {**default_environ(req, client, self.cfg), "REMOTE_ADDR": addr[0], "REMOTE_PORT": str(addr[1])}
-            resp = Response(req, client, self.cfg)
-            resp.status = f"{status} {_REASONS.get(status, 'Error')}"
-            self.log.access(resp, req, environ, timedelta(0))
+            try:
+                environ = {**default_environ(req, client, self.cfg), "REMOTE_ADDR": addr[0], "REMOTE_PORT": str(addr[1])}
+                resp = Response(req, client, self.cfg)
+                resp.status = f"{status} {_REASONS.get(status, 'Error')}"
+                self.log.access(resp, req, environ, timedelta(0))
+            except Exception:  # a log line must never cost the client its answer
+                self.log.debug("Could not log the refused request.")
         body = json.dumps({"error": code, "message": message[:300]}).encode()
         head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nConnection: close\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nCache-Control: no-store\r\n"
