@@ -20,6 +20,7 @@ import pytest
 import requests
 
 import rig
+from app.lan import lan_address
 from loadtest.checkout import card_payload, checkout
 from rig.raw import SlowClients, exchange
 
@@ -107,3 +108,13 @@ def test_the_app_alone_times_out_a_slow_request_with_json(kit):
     # A whole request on the same port is served as ever.
     assert requests.post(f"http://127.0.0.1:{kit.app_port}/payment/initiate", json=card_payload(),
                          timeout=10).status_code == 200
+
+
+def test_the_board_names_the_port_make_up_publishes_whatever_the_request_says(kit):
+    """The room opens HAProxy's port; the board says so even when asked on the app's own port by another Host."""
+    expected = f"http://{lan_address() or '127.0.0.1'}:{kit.ports['PORT']}/"
+    for port in (kit.ports["PORT"], kit.app_port):
+        page = requests.get(f"http://127.0.0.1:{port}/board", headers={"Host": "evil.example:6666"}, timeout=10)
+        assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+        assert f'id="board-checkout-url" href="{expected}"' in page.text
+    assert f"phones in the room  {expected}" in kit.log
