@@ -14,10 +14,32 @@ import pytest
 import requests
 
 from loadtest.checkout import card_payload
-from tests import test_hostile_input as hostile
-from tests.test_hostile_input import admin_state, post, refused
 
-stored = hostile.stored  # the fixture: asserts at the end of a test that it added no document
+
+def post(url: str, body: dict) -> requests.Response:
+    return requests.post(url, json=body, timeout=10)
+
+
+def refused(r: requests.Response, status: int, error: str) -> dict:
+    """Assert a JSON refusal with that status and `error`; the body."""
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    assert r.headers["Content-Type"].startswith("application/json") and r.json()["error"] == error, r.text[:300]
+    return r.json()
+
+
+def admin_state(url: str) -> tuple:
+    """Mode, knobs and history as anyone can read them."""
+    return tuple(requests.get(url + p, timeout=10).json() for p in ("/admin/db-mode", "/admin/knobs", "/admin/history"))
+
+
+@pytest.fixture
+def stored(live_db):
+    """Asserts at the end of the test that it added no document."""
+    def counts() -> dict:
+        return {name: live_db[name].count_documents({}) for name in live_db.list_collection_names()}
+    before = counts()
+    yield before
+    assert counts() == before
 
 # -- amounts ----------------------------------------------------------------------
 
@@ -66,7 +88,7 @@ def test_amounts_in_the_grammar_are_stored_as_given(live, amount, stored_as):
 
 def test_an_exponent_is_a_json_number_like_any_other(live):
     body = json.dumps(card_payload()).replace('"amount": "49.99"', '"amount": 1.5e2')
-    r = post(live.url + "/payment/initiate", data=body, headers={"Content-Type": "application/json"})
+    r = requests.post(live.url + "/payment/initiate", data=body, timeout=10, headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text
     assert requests.get(f"{live.url}/payment/{r.json()['payment_id']}", timeout=10).json()["amount"] == "150.00"
 
