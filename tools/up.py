@@ -97,7 +97,7 @@ def main() -> int:
     if redis_server:
         if not rig.port_is_free(redis_port):
             taken = f"port {redis_port} is taken by {port_holder(redis_port)}"
-            redis_port = rig.free_port(avoid={port, locust_port, prom_port})
+            redis_port = rig.free_port(avoid={port, locust_port, prom_port, app_port})
         services.append(rig.redis_server(Path(env["PAYGATE_SQLITE_PATH"]).parent / "redis", redis_port).start())
         env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     # Several workers need a Redis they share; the in-process stand-in lives inside one worker.
@@ -108,7 +108,7 @@ def main() -> int:
         procs.append((name, subprocess.Popen(argv, cwd=ROOT, env={**env, **(extra_env or {})}, **kwargs)))
 
     # Zipkin first (a JVM is slow to start; it comes up beside the app): it sets the app's span endpoint.
-    tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port})
+    tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port, app_port})
     start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
     if haproxy:
         start_haproxy(haproxy, public_bind, app_port, start)
