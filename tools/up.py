@@ -85,10 +85,8 @@ def main() -> int:
     env = {**os.environ, "BIND": public_bind, "PORT": str(port), "PYTHONPATH": str(ROOT)}
     env.setdefault("PAYGATE_SQLITE_PATH", str(CACHE / "paygate.sqlite3"))
     haproxy = shutil.which("haproxy", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
-    app_port = port
-    if haproxy:  # the app behind it, on loopback only
-        app_port = rig.free_port(avoid={port, locust_port, prom_port})
-        env["BIND"] = f"127.0.0.1:{app_port}"
+    # Behind HAProxy the app listens on loopback only (its own BIND); env's BIND stays the room's.
+    app_port = rig.free_port(avoid={port, locust_port, prom_port}) if haproxy else port
 
     procs: list[tuple[str, subprocess.Popen]] = []
     services: list[rig.Service] = []
@@ -109,7 +107,8 @@ def main() -> int:
 
     # Zipkin first (a JVM is slow to start; it comes up beside the app): it sets the app's span endpoint.
     tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port, app_port})
-    start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
+    start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+          extra_env={"BIND": f"127.0.0.1:{app_port}"} if haproxy else None)
     if haproxy:
         start_haproxy(haproxy, public_bind, app_port, start)
         front = f"HAProxy (holds slow clients; the app itself on 127.0.0.1:{app_port})"
