@@ -78,3 +78,18 @@ def test_a_scrape_is_at_most_a_second_old_and_fresh_with_the_admin_token(app):
     time.sleep(1.1)
     # Each worker's rendering is now older than a second: the next anonymous scrape renders anew.
     assert otp_count({"Connection": "close"}) == before + 1
+
+
+def test_scrapes_within_a_second_share_one_rendering(app):
+    """Back-to-back scrapes on one connection (one worker): anonymous ones get the same rendering until it is a
+    second old; with the admin token each is rendered anew (each counts the scrape before it, so they differ)."""
+    def bodies(headers) -> tuple[set[bytes], float]:
+        session, started = requests.Session(), time.monotonic()
+        seen = {session.get(app.url + "/metrics", headers=headers, timeout=10).content for _ in range(10)}
+        return seen, time.monotonic() - started
+
+    anonymous, took = bodies({})
+    # At most one new rendering per second the ten scrapes spanned, plus the one they started on.
+    assert len(anonymous) <= 2 + int(took), (len(anonymous), took)
+    fresh, _ = bodies({"Authorization": f"Bearer {app.token}"})
+    assert len(fresh) == 10
