@@ -63,13 +63,17 @@ def port_holder(port: int) -> str:
     return f"{who}, {what} (Debian's redis-server package starts one: `service redis-server stop` frees the port)"
 
 
-def start_haproxy(binary: str, bind: str, app_port: int, start) -> None:
-    """HAProxy on `bind` in front of the app on loopback `app_port`: deploy/haproxy/haproxy.cfg, as
-    compose and the test rig run it, with one `server` line (rig.replicas.haproxy_config)."""
-    workdir = Path(tempfile.mkdtemp(prefix="paygate-haproxy-"))
-    config = workdir / "haproxy.cfg"
+def haproxy_config(binary: str, bind: str, app_port: int) -> Path:
+    """deploy/haproxy/haproxy.cfg as compose and the test rig run it, with one `server` line for the app
+    on loopback `app_port` (rig.replicas.haproxy_config); checked by HAProxy itself, so an error stops
+    the kit before anything starts, with HAProxy's own words."""
+    config = Path(tempfile.mkdtemp(prefix="paygate-haproxy-")) / "haproxy.cfg"
     config.write_text(rig.replicas.haproxy_config([app_port]))
-    start("haproxy", [binary, "-db", "-f", str(config)], extra_env={"PAYGATE_LB_BIND": bind})
+    check = subprocess.run([binary, "-c", "-f", str(config)], env={**os.environ, "PAYGATE_LB_BIND": bind},
+                           capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise SystemExit(f"HAProxy refuses {config}:\n{check.stdout}{check.stderr}")
+    return config
 
 
 def main() -> int:
@@ -87,6 +91,7 @@ def main() -> int:
     haproxy = shutil.which("haproxy", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
     # Behind HAProxy the app listens on loopback only (its own BIND); env's BIND stays the room's.
     app_port = rig.free_port(avoid={port, locust_port, prom_port}) if haproxy else port
+    lb_config = haproxy_config(haproxy, public_bind, app_port) if haproxy else None
 
     procs: list[tuple[str, subprocess.Popen]] = []
     services: list[rig.Service] = []
@@ -110,7 +115,9 @@ def main() -> int:
     start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
           extra_env={"BIND": f"127.0.0.1:{app_port}"} if haproxy else None)
     if haproxy:
-        start_haproxy(haproxy, public_bind, app_port, start)
+        # -q: without it HAProxy reports the app DOWN (an ALERT) until gunicorn has started; its
+        # configuration was checked above, with its messages.
+        start("haproxy", [haproxy, "-db", "-q", "-f", str(lb_config)], extra_env={"PAYGATE_LB_BIND": public_bind})
         front = f"HAProxy (holds slow clients; the app itself on 127.0.0.1:{app_port})"
     else:
         front = "nothing: no `haproxy` on PATH (`make services`), so slow clients can hold the app's threads"
