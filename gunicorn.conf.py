@@ -9,7 +9,8 @@ from pathlib import Path
 from app.config import ensure_shared_secrets
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
-worker_class = "gthread"
+# gthread, with a deadline on reading each request and JSON rejections (app/worker.py).
+worker_class = "app.worker.ThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # 40 checkout users in `original` mode must never queue for a thread, even
 # with one worker (make up); the writes themselves run on a separate pool.

@@ -6,6 +6,10 @@ the edge, is the one place they become HTTP answers.
 
 from __future__ import annotations
 
+# Set in a request's WSGI environ when its connection must close after the answer: the rest of a
+# body that broke its framing must never be read as the next request (app/worker.py honours it).
+CLOSE_CONNECTION = "paygate.close_connection"
+
 
 class AppError(Exception):
     """An error a client can act on: a status, a machine-readable code, details."""
@@ -31,6 +35,14 @@ class ValidationFailed(AppError):
 
 class InvalidJson(AppError):
     code, message = "invalid_json", "The body must be a JSON object."
+
+
+class MalformedBody(AppError):
+    code, message = "malformed_body", "The body does not match its framing (Content-Length or chunked encoding)."
+
+
+class RequestTimedOut(AppError):
+    status, code, message = 408, "request_timeout", "The request was not received in time."
 
 
 class UnsupportedMediaType(AppError):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,6 +20,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
 from .cards import TEST_CARD, luhn_ok
 from .config import KNOBS, MODES
@@ -27,17 +30,44 @@ PAYMENT_ID_PATTERN = r"^pay_[0-9a-f]{24}$"
 CURRENCIES = ("USD", "EUR", "GBP")
 
 
+# The one grammar of a text amount, stated in the OpenAPI document as it is checked here: ASCII
+# digits with an optional fraction. No sign, exponent, underscore, space or other script's digits
+# (Python's Decimal() would take all of those).
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+_AMOUNT_TEXT = re.compile(AMOUNT_PATTERN, re.ASCII)
+
+
 def _to_decimal(value):
-    # JSON numbers arrive as int/float, forms may send strings; bools are not amounts.
+    # JSON numbers arrive as int/float (json.loads has already checked their grammar);
+    # text must match AMOUNT_PATTERN; bools are not amounts.
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("must be a number")
+    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+        raise ValueError("must be a number, or a string of ASCII digits with an optional fraction (\"49.99\")")
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(str(value))
     except InvalidOperation:
         raise ValueError("must be a number") from None
     if not amount.is_finite():
         raise ValueError("must be a number")
     return amount
+
+
+Amount = Annotated[Decimal, BeforeValidator(_to_decimal), WithJsonSchema(
+    {"anyOf": [{"type": "number"}, {"type": "string", "pattern": AMOUNT_PATTERN}]})]
+
+# Characters that draw nothing although Unicode calls them letters or symbols: the Hangul
+# fillers and the blank Braille pattern. Whitespace, controls, format characters (zero-width
+# space and joiners, direction marks) and lone combining marks draw nothing either.
+_BLANK_LOOKING = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}
+_INVISIBLE_CATEGORIES = ("C", "Z", "M")
+
+
+def _visible(value: str) -> str:
+    if not any(c not in _BLANK_LOOKING and not c.isspace()
+               and not unicodedata.category(c).startswith(_INVISIBLE_CATEGORIES) for c in value):
+        raise ValueError("must contain a visible character")
+    return value
 
 
 class _Body(BaseModel):
@@ -51,8 +81,8 @@ class InitiateRequest(_Body):
     card_number: str = Field(max_length=40, examples=[TEST_CARD])
     expiry: str = Field(max_length=5, examples=["12/30"], description="MM/YY, not in the past")
     cvv: str = Field(max_length=4, examples=["123"])
-    amount: Annotated[Decimal, BeforeValidator(_to_decimal)] = Field(
-        default=Decimal("49.99"), description="> 0, at most 10000, two decimals"
+    amount: Amount = Field(
+        default=Decimal("49.99"), description="> 0, at most 10000, at most two decimals: a JSON number, or a string of ASCII digits"
     )
     currency: Literal[CURRENCIES] = "USD"
 
@@ -104,7 +134,7 @@ class VerifyRequest(_Body):
 
 
 # Who made a change, as the history shows it.
-Actor = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w .@-]+$")]
+Actor = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w .@-]+$"), AfterValidator(_visible)]
 
 
 class ModeChange(_Body):

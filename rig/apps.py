@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +97,12 @@ class Kit(AdminClient):
     def log(self) -> str:
         """What up.py and its children wrote so far."""
         return (self.workdir / "up.log").read_text(errors="replace")
+
+    @property
+    def app_port(self) -> int:
+        """The port gunicorn itself listens on: behind HAProxy (the banner names it), else PORT."""
+        found = re.search(r"the app itself on 127\.0\.0\.1:(\d+)", self.log)
+        return int(found.group(1)) if found else self.ports["PORT"]
 
 
 @contextlib.contextmanager

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.instrumentation import METHODS, method_label, status_label
+from rig.probe import scrape
 
 HTTP = "paygate_http_request_duration_seconds"
 # Prefixes of real routes and none at all: the random tail never matches a rule.
@@ -69,8 +69,7 @@ def send(url: str, batch: list[tuple[str, str]]) -> list[int]:
 
 def http_series(url: str) -> list[dict]:
     """The label sets of the request-duration histogram (one per series, `le` left out)."""
-    text = requests.get(url + "/metrics", timeout=10).text
-    family = next(f for f in text_string_to_metric_families(text) if f.name == HTTP)
+    family = scrape(url)[HTTP]  # rendered now (with the admin token), not up to a second old
     return [s.labels for s in family.samples if s.name == HTTP + "_count"]
 
 
@@ -94,8 +93,7 @@ def test_made_up_methods_and_paths_add_no_series(labels_app):
     assert {s["route"] for s in after if s["route"] != "unmatched"} <= {s["route"] for s in before}
 
     # The flood was counted, not dropped: the made-up methods all went to "other".
-    text = requests.get(labels_app.url + "/metrics", timeout=10).text
-    family = next(f for f in text_string_to_metric_families(text) if f.name == HTTP)
+    family = scrape(labels_app.url)[HTTP]
     other = sum(s.value for s in family.samples if s.name == HTTP + "_count" and s.labels["method"] == "other")
     made_up = sum(m not in METHODS for m, _ in warm_up + flood)
     assert other == made_up

@@ -10,7 +10,7 @@ import segno
 
 import rig
 from app import create_app
-from app.lan import checkout_url, lan_address
+from app.lan import checkout_url, lan_address, room_port
 from app.views.board import QR_STYLE
 
 pytestmark = pytest.mark.unit
@@ -33,11 +33,14 @@ def test_the_qr_code_is_an_svg_of_the_public_url(tmp_path):
     assert "Content-Security-Policy" in client.get("/board/qr.svg").headers
 
 
-def test_without_public_url_the_board_names_this_machines_lan_address_and_the_port_in_use():
+def test_without_public_url_the_board_names_this_machines_lan_address_and_the_configured_port():
     address = lan_address()
     expected = f"http://{address}:8123/" if address else "http://127.0.0.1:8123/"
-    assert checkout_url(None, "http://127.0.0.1:8123/") == expected
-    assert checkout_url("https://pay.example.test/", "http://127.0.0.1:8123/") == "https://pay.example.test/"
+    assert checkout_url(None, 8123) == expected
+    assert checkout_url("https://pay.example.test/", 8123) == "https://pay.example.test/"
+    assert room_port({"PORT": "8123", "BIND": "0.0.0.0:9000"}) == 8123
+    assert room_port({"BIND": "0.0.0.0:9000"}) == 9000
+    assert room_port({"PORT": "８１２３"}) == room_port({}) == 8000  # fullwidth digits are no port
 
 
 def _svg(url: str) -> bytes:

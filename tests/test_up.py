@@ -105,10 +105,10 @@ def test_make_up_starts_zipkin_for_the_room_and_points_the_app_at_it(tmp_path):
     rig.require("java")
     with rig.make_up(tmp_path, TOKEN, {"TRACING": "on"}) as kit:
         port = kit.ports["ZIPKIN_PORT"]
-        room = checkout_url(None, f"http://127.0.0.1:{port}/")  # the LAN address, as the checkout's line
+        room = checkout_url(None, port)  # the LAN address, as the checkout's line
         banner = re.search(r"traces \(Zipkin\) +(\S+)", kit.log)
         assert banner and banner.group(1) == f"{room}zipkin/", kit.log
-        app = process_env(rig.listener_pid(kit.ports["PORT"]))
+        app = process_env(rig.listener_pid(kit.app_port))  # gunicorn itself (behind HAProxy when installed)
         assert app["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == f"http://127.0.0.1:{port}/api/v2/spans"
         assert app["TRACES_UI_URL"] == banner.group(1)
         # The JVM comes up beside the kit, which was ready without waiting for it.
@@ -138,6 +138,6 @@ def test_make_up_without_java_says_tracing_is_off_and_how_to_turn_it_on(tmp_path
     with rig.make_up(tmp_path / "kit", TOKEN, {"TRACING": "on", "PATH": str(bin_dir)}) as kit:
         assert "traces (Zipkin)     off: no `java` on PATH. To turn it on: " \
                "`sudo apt-get install default-jre-headless maven`" in kit.log, kit.log
-        app = process_env(rig.listener_pid(kit.ports["PORT"]))
+        app = process_env(rig.listener_pid(kit.app_port))  # gunicorn itself (behind HAProxy when installed)
         assert "OTEL_EXPORTER_ZIPKIN_ENDPOINT" not in app and "TRACES_UI_URL" not in app
         assert rig.port_is_free(kit.ports["ZIPKIN_PORT"])

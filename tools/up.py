@@ -9,6 +9,12 @@ in-process. Also started: the Locust web UI pointed at
 the app, Prometheus when a `prometheus` binary is on PATH, and Zipkin (the trace UI,
 tools/tracing.py) when `java` is. MONGO_URL /
 REDIS_URL point the app at servers of your own instead. Ctrl-C stops everything.
+
+When `haproxy` is installed (`make services`), it takes the room's port (BIND,
+0.0.0.0:8000) and the app listens on loopback behind it, as in compose: HAProxy
+holds slow clients and hands gunicorn only whole requests. Without it the app
+faces the room itself, and only its read deadline (app/worker.py) bounds a slow
+client: enough of them can still hold every thread (the banner says so).
 """
 
 from __future__ import annotations
@@ -57,6 +63,19 @@ def port_holder(port: int) -> str:
     return f"{who}, {what} (Debian's redis-server package starts one: `service redis-server stop` frees the port)"
 
 
+def haproxy_config(binary: str, bind: str, app_port: int) -> Path:
+    """deploy/haproxy/haproxy.cfg as compose and the test rig run it, with one `server` line for the app
+    on loopback `app_port` (rig.replicas.haproxy_config); checked by HAProxy itself, so an error stops
+    the kit before anything starts, with HAProxy's own words."""
+    config = Path(tempfile.mkdtemp(prefix="paygate-haproxy-")) / "haproxy.cfg"
+    config.write_text(rig.replicas.haproxy_config([app_port]))
+    check = subprocess.run([binary, "-c", "-f", str(config)], env={**os.environ, "PAYGATE_LB_BIND": bind},
+                           capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise SystemExit(f"HAProxy refuses {config}:\n{check.stdout}{check.stderr}")
+    return config
+
+
 def main() -> int:
     """Run the kit until interrupted."""
     port = _port("PORT", 8000)
@@ -65,8 +84,14 @@ def main() -> int:
     app_url = f"http://127.0.0.1:{port}"
     token_given = bool(os.environ.get("ADMIN_TOKEN"))
     ensure_shared_secrets()
-    env = {**os.environ, "BIND": os.environ.get("BIND", f"0.0.0.0:{port}"), "PYTHONPATH": str(ROOT)}
+    public_bind = os.environ.get("BIND", f"0.0.0.0:{port}")
+    # PORT: the port the room uses, for the board's checkout address (app/lan.py).
+    env = {**os.environ, "BIND": public_bind, "PORT": str(port), "PYTHONPATH": str(ROOT)}
     env.setdefault("PAYGATE_SQLITE_PATH", str(CACHE / "paygate.sqlite3"))
+    haproxy = shutil.which("haproxy", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
+    # Behind HAProxy the app listens on loopback only (its own BIND); env's BIND stays the room's.
+    app_port = rig.free_port(avoid={port, locust_port, prom_port}) if haproxy else port
+    lb_config = haproxy_config(haproxy, public_bind, app_port) if haproxy else None
 
     procs: list[tuple[str, subprocess.Popen]] = []
     services: list[rig.Service] = []
@@ -75,22 +100,31 @@ def main() -> int:
     if redis_server:
         if not rig.port_is_free(redis_port):
             taken = f"port {redis_port} is taken by {port_holder(redis_port)}"
-            redis_port = rig.free_port(avoid={port, locust_port, prom_port})
+            redis_port = rig.free_port(avoid={port, locust_port, prom_port, app_port})
         services.append(rig.redis_server(Path(env["PAYGATE_SQLITE_PATH"]).parent / "redis", redis_port).start())
         env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     # Several workers need a Redis they share; the in-process stand-in lives inside one worker.
     shared_redis = bool(env.get("REDIS_URL"))
     env["WEB_CONCURRENCY"] = os.environ.get("WEB_CONCURRENCY", "2") if shared_redis else "1"
 
-    def start(name: str, argv: list[str], **kwargs) -> None:
-        procs.append((name, subprocess.Popen(argv, cwd=ROOT, env=env, **kwargs)))
+    def start(name: str, argv: list[str], extra_env: dict | None = None, **kwargs) -> None:
+        procs.append((name, subprocess.Popen(argv, cwd=ROOT, env={**env, **(extra_env or {})}, **kwargs)))
 
     # Zipkin first (a JVM is slow to start; it comes up beside the app): it sets the app's span endpoint.
-    tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port})
-    start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
+    tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port, app_port})
+    start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+          extra_env={"BIND": f"127.0.0.1:{app_port}"} if haproxy else None)
+    if haproxy:
+        # -q: without it HAProxy reports the app DOWN (an ALERT) until gunicorn has started; its
+        # configuration was checked above, with its messages.
+        start("haproxy", [haproxy, "-db", "-q", "-f", str(lb_config)], extra_env={"PAYGATE_LB_BIND": public_bind})
+        front = f"HAProxy (holds slow clients; the app itself on 127.0.0.1:{app_port})"
+    else:
+        front = "nothing: no `haproxy` on PATH (`make services`), so slow clients can hold the app's threads"
     lines = [f"  checkout            {app_url}/",
-             f"  phones in the room  {checkout_url(env.get('PUBLIC_URL'), app_url + '/')}"
-             + ("" if env["BIND"].startswith(("0.0.0.0", "[::]")) else "  (BIND is not 0.0.0.0: not reachable from the room)"),
+             f"  phones in the room  {checkout_url(env.get('PUBLIC_URL'), port)}"
+             + ("" if public_bind.startswith(("0.0.0.0", "[::]")) else "  (BIND is not 0.0.0.0: not reachable from the room)"),
+             f"  in front of the app {front}",
              f"  facilitator console {app_url}/admin",
              f"  live board          {app_url}/board",
              f"  API docs            {app_url}/docs"]
@@ -110,7 +144,7 @@ def main() -> int:
         from tools.prometheus_config import write_local_config
 
         workdir = Path(tempfile.mkdtemp(prefix="paygate-prometheus-"))
-        config = write_local_config(workdir, f"127.0.0.1:{port}")
+        config = write_local_config(workdir, f"127.0.0.1:{app_port}")  # the app itself, not through HAProxy
         start("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"],
               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

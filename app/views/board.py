@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from .. import board as stats
 from ..errors import BoardUnavailable, ValidationFailed
 from ..kit import kit
-from ..lan import checkout_url
+from ..lan import checkout_url, room_port
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 # A standalone SVG document (with its namespace: browsers draw it as an <img>), dark on white.
@@ -29,7 +29,8 @@ FAILED_SEARCH = {"serviceName": "paygate", "annotationQuery": "paygate.status=ot
 @bp.get("")
 def board_page():
     """The live board page (its script polls /board/data every second), with the checkout's address for phones."""
-    return render_template("board.html", mode=kit().runtime.snapshot().mode, checkout_url=_checkout_url())
+    page = render_template("board.html", mode=kit().runtime.snapshot().mode, checkout_url=_checkout_url())
+    return Response(page, headers={"Cache-Control": "no-store"})  # the mode in it changes at any second
 
 
 @bp.get("/qr.svg")
@@ -41,7 +42,7 @@ def checkout_qr():
 
 
 def _checkout_url() -> str:
-    return checkout_url(kit().settings.public_url, request.host_url)
+    return checkout_url(kit().settings.public_url, room_port())  # never from the Host header
 
 
 def _trace_ui(knobs) -> str | None:
@@ -75,7 +76,7 @@ def board_data():
     summary["current"]["inflight_writes"] = k.inflight.count()
     ui = _trace_ui(snap.knobs)
     latest = summary.pop("latest_failed_trace")
-    return jsonify(
+    answer = jsonify(
         now=now,
         mode=snap.mode,
         mode_since=snap.since,
@@ -91,6 +92,8 @@ def board_data():
                 "latest_failed_url": _trace_url(ui, latest),
                 "failed_search_url": ui and f"{ui}?{urlencode({**FAILED_SEARCH, 'endTs': int(now * 1000)})}"},
     )
+    answer.headers["Cache-Control"] = "no-store"  # a new answer every second
+    return answer
 
 
 @bp.get("/trace-link")

@@ -8,7 +8,7 @@ from flask import Request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..errors import BodyTooLarge, InvalidJson, UnsupportedMediaType, ValidationFailed
+from ..errors import CLOSE_CONNECTION, AppError, BodyTooLarge, InvalidJson, MalformedBody, UnsupportedMediaType, ValidationFailed
 from ..validation import field_errors
 
 
@@ -18,6 +18,21 @@ def parse_body(request: Request, model: type[BaseModel], allow_empty: bool = Fal
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise BodyTooLarge() from None
+    except AppError:  # the worker's read deadline passed (app/worker.py): 408
+        request.environ[CLOSE_CONNECTION] = True
+        raise
+    except Exception:
+        # The server reads a chunked body as the app asks for it: a bad chunk size, a chunk
+        # without its CRLF, a bad or excess trailer field, or the connection closed mid-chunk
+        # raises here (gunicorn's ParseException or NoMoreData, or Werkzeug's BadRequest for
+        # some). The body is unusable, and what follows it must not be read as a request.
+        request.environ[CLOSE_CONNECTION] = True
+        raise MalformedBody() from None
+    if request.content_length is not None and len(raw) < request.content_length:
+        # A client that half-closes before sending all it announced: gunicorn hands over what
+        # came, silently shorter. A truncated body is never processed.
+        request.environ[CLOSE_CONNECTION] = True
+        raise MalformedBody("The body is shorter than its Content-Length.")
     limit = request.max_content_length
     if limit is not None and request.content_length is None and len(raw) >= limit:
         # A chunked body (no Content-Length) is cut at the limit without an error
