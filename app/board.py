@@ -44,7 +44,8 @@ class Pending:
     """What a worker recorded since its last flush: counts by (second, field), the latest failed trace."""
 
     counts: Counter = field(default_factory=Counter)
-    latest_failed_trace: str | None = None
+    # (when, trace id): the time decides which worker's failure is the room's latest, not the flush order.
+    latest_failed_trace: tuple[float, str] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.counts) or self.latest_failed_trace is not None
@@ -74,7 +75,7 @@ class BoardStats:
         with self._lock:
             self._pending.counts[(int(self._clock()), result)] += 1
             if result == "timeout" and trace_id:
-                self._pending.latest_failed_trace = trace_id
+                self._pending.latest_failed_trace = (self._clock(), trace_id)
 
     def record_ready(self, seconds: float) -> None:
         """Count one completed write by its ready time."""
@@ -108,7 +109,11 @@ class BoardStats:
         for second in {s for s, _ in pending.counts}:  # after the first write: EXPIRE ignores a missing key
             pipe.expire(self._key(second), KEY_TTL_SECONDS)
         if pending.latest_failed_trace:
-            pipe.set(self._latest_failed_key, pending.latest_failed_trace, ex=KEY_TTL_SECONDS)
+            # A sorted set by time holding the newest only: workers flush in any order.
+            at, trace_id = pending.latest_failed_trace
+            pipe.zadd(self._latest_failed_key, {trace_id: at})
+            pipe.zremrangebyrank(self._latest_failed_key, 0, -2)
+            pipe.expire(self._latest_failed_key, KEY_TTL_SECONDS)
 
     def restore(self, pending: Pending) -> None:
         """A flush failed: keep its counts for the next one (those older than the board shows are dropped)."""
@@ -130,8 +135,9 @@ class BoardStats:
         with self._redis.pipeline(transaction=False) as pipe:
             for second in span:
                 pipe.hgetall(self._key(second))
-            pipe.get(self._latest_failed_key)
-            *raw, latest = pipe.execute()
+            pipe.zrange(self._latest_failed_key, -1, -1)
+            *raw, newest = pipe.execute()
+        latest = newest[0] if newest else None
         per_second = [(second, {k: int(v) for k, v in counts.items()}) for second, counts in zip(span, raw, strict=True)]
         return per_second, latest
 

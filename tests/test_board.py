@@ -185,6 +185,19 @@ def test_a_failed_flush_keeps_its_counts_and_trace_for_the_next(app):
     assert summary["latest_failed_trace"] == "a" * 32
 
 
+def test_the_rooms_latest_failure_is_the_newest_whichever_worker_flushes_last(app):
+    """Two workers: the one that failed first flushes last; the board still links the newer failure."""
+    kit = app.extensions["paygate"]
+    rds, prefix = kit.backends.redis, kit.settings.key_prefix
+    t = 1_700_000_000.0
+    early, late = BoardStats(rds, prefix, clock=lambda: t - 2), BoardStats(rds, prefix, clock=lambda: t)
+    early.record_otp("timeout", trace_id="e" * 32)
+    late.record_otp("timeout", trace_id="f" * 32)
+    flush(late, rds)
+    flush(early, rds)
+    assert late.summary(t, max_age_s=0)["latest_failed_trace"] == "f" * 32
+
+
 TRACES_UI = "http://zipkin.example:9411/zipkin/"
 
 
