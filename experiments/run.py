@@ -9,8 +9,12 @@ experiment's phase; EXPERIMENT_USERS overrides it, and the other EXPERIMENT_*
 variables in each file's configuration shorten or lengthen its steps.
 
 Chaos Toolkit plays the rollbacks (stop the shoppers, reset the kit) whatever
-happens; the journal goes to experiments/journals/. A deviation is a finding,
-not an error: the exit status is 0 whenever the experiment ran to its end.
+happens; the journal goes to experiments/journals/. Each experiment states the
+outcome of each of its variants (its `paygate` extension: `variant` names the
+configuration value that selects one, `expect` maps its values to outcomes). A
+deviation the variant expects is a finding, not an error: the exit status is 0
+when the outcome is the one expected for the variant run, 1 otherwise (and
+when the experiment could not start), 2 when it cannot run at all.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from pathlib import Path
 
 import requests
 import yaml
+from chaoslib import convert_to_type
 
+from experiments import alerts
 from loadtest import plan as plans
 
 HERE = Path(__file__).resolve().parent
@@ -44,18 +50,47 @@ def extension(experiment: dict) -> dict:
     return next((e for e in experiment.get("extensions", []) if e.get("name") == "paygate"), {})
 
 
+def variant(experiment: dict, env: dict) -> tuple[str, object]:
+    """The variant this run tests: how to name it ("EXPERIMENT_MODE=audit") and its value ("audit").
+
+    The value is the configuration entry the extension names, read from `env`
+    the way Chaos Toolkit reads it (default, env_var_type).
+    """
+    name = extension(experiment)["variant"]
+    entry = experiment["configuration"][name]
+    if not (isinstance(entry, dict) and entry.get("type") == "env"):
+        return f"{name} {entry}", entry
+    value = convert_to_type(entry.get("env_var_type"), env.get(entry["key"], entry.get("default")))
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return f"{entry['key']}={shown}", value
+
+
 def expected(experiment: dict, env: dict) -> str | None:
-    """"deviated" or "completed", for the mode this run tests."""
-    expect = extension(experiment).get("expect")
-    if isinstance(expect, dict):
-        return expect.get(env.get("EXPERIMENT_MODE") or "audit")
-    return expect
+    """"deviated" or "completed" for the variant this run tests; None when the experiment states none for it."""
+    return extension(experiment)["expect"].get(variant(experiment, env)[1])
+
+
+def judge(outcome: str, want: str, label: str) -> tuple[str, str | None]:
+    """The verdict line's tail and, when the outcome is not the expected one, why that is a failure."""
+    if outcome == want:
+        return f"{outcome}, as expected for {label}", None
+    if outcome == "failed":
+        return (f"failed (expected: {want})", "The steady state did not hold before the change, so nothing was tested: "
+                "stop the load, wait for writes in flight 0, reset, and run it again.")
+    if outcome == "interrupted":
+        return f"interrupted (expected: {want})", "It was interrupted (the reason is above): see the journal."
+    if outcome in ("deviated", "completed"):
+        why = ("the hypothesis held although the change should break it: was the load too light for this machine "
+               "(`make rehearse` calibrates it)? The probes above say what the kit showed." if want == "deviated" else
+               "the hypothesis broke although it should hold: the probes above say which look failed.")
+        return f"{outcome}, NOT as expected for {label} ({want})", f"Unexpected verdict: {why}"
+    return f"{outcome} (expected: {want})", f"The experiment ended {outcome}: see the journal."
 
 
 def unreachable(env: dict, experiment: dict) -> list[str]:
     """What the experiment needs and cannot reach."""
     needed = {"the kit": env["KIT_URL"] + "/health", "Locust": env["LOCUST_URL"] + "/"}
-    if "prometheus_url" in experiment.get("configuration", {}):
+    if needs_prometheus(experiment):
         needed["Prometheus"] = env.get("PROMETHEUS_URL", "http://127.0.0.1:9090") + "/-/ready"
     problems = []
     for what, url in needed.items():
@@ -64,6 +99,12 @@ def unreachable(env: dict, experiment: dict) -> list[str]:
         except requests.RequestException as err:
             problems.append(f"{what} at {url}: {type(err).__name__}")
     return problems
+
+
+def needs_prometheus(experiment: dict) -> bool:
+    """Whether the experiment cannot run without Prometheus (its alerts control says so)."""
+    return any(c.get("provider", {}).get("arguments", {}).get("prometheus_required")
+               for c in experiment.get("controls", []))
 
 
 def verdict(journal: dict) -> str:
@@ -80,19 +121,31 @@ def summary(journal: dict) -> list[str]:
     for when in ("before", "after"):
         look = (journal.get("steady_states") or {}).get(when) or {}
         for probe in look.get("probes", []):
-            body = (probe.get("output") or {}).get("body")
+            body = _body(probe)
             verdict = "ok " if probe.get("tolerance_met") else "NOT"
             lines.append(f"  {when:<6} {verdict} {probe['activity']['name']}{_figures(body)}")
     for run in journal.get("run", []):
         if run["activity"]["type"] == "probe":
-            lines.append(f"  method     {run['activity']['name']}{_figures((run.get('output') or {}).get('body'))}")
+            lines.append(f"  method     {run['activity']['name']}{_figures(_body(run))}")
     return lines
+
+
+def _body(run: dict):
+    """What an activity answered: an HTTP provider's body, or a Python provider's value."""
+    output = run.get("output")
+    return output.get("body") if run["activity"]["provider"]["type"] == "http" and isinstance(output, dict) else output
 
 
 def _figures(body) -> str:
     """The figures worth a line from a probe's answer: the board, Locust's errors or a Prometheus value."""
     if not isinstance(body, dict):
         return ""
+    if "measured" in body:
+        rate, tried = body.get("otp_success_rate"), body["otp_success"] + body["otp_timeout"]
+        span = (f" {body['from_seconds']:g}–{body['to_seconds']:g} s after the rush"
+                if body.get("from_seconds") is not None else f" over {body['measured']}")
+        return (f": lone shopper's OTP{span}: {body['otp_success']} of {tried}"
+                f" ({'–' if rate is None else f'{100 * rate:.0f} %'}), writes in flight {body.get('inflight_writes')}")
     if "current" in body:
         now = body["current"]
         rate = now.get("otp_success_rate")
@@ -118,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     env = {**DEFAULTS, **os.environ}
     if not env.get("ADMIN_TOKEN"):
         parser.error("set ADMIN_TOKEN (make up's banner prints it; compose keeps it in .env)")
+    label, _ = variant(experiment, env)
+    want = expected(experiment, env)
+    if want is None:
+        stated = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in extension(experiment)["expect"])
+        print(f"{args.name} states no outcome for {label}: it knows {stated}", file=sys.stderr)
+        return 2
     if problems := unreachable(env, experiment):
         print("cannot reach " + "; ".join(problems) + ". Is the kit up?", file=sys.stderr)
         return 2
@@ -125,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = plans.load()
     if phase and "EXPERIMENT_USERS" not in env:
         env["EXPERIMENT_USERS"] = str(plan.users(phase))
-    print(f"{args.name}: {phase} load, {env.get('EXPERIMENT_USERS', '?')} shoppers "
+    print(f"{args.name} ({label}, expected: {want}): {phase} load, {env.get('EXPERIMENT_USERS', '?')} shoppers "
           f"(from {plans.source() if 'EXPERIMENT_USERS' not in os.environ else 'EXPERIMENT_USERS'})", flush=True)
 
     JOURNALS.mkdir(exist_ok=True)
@@ -134,14 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([chaos, "--log-file", f"{stem}.log", "run", "--journal-path", f"{stem}.json",
                     "--rollback-strategy", "always", str(path)], env=env, check=False)
     journal = json.loads(Path(f"{stem}.json").read_text())
-    outcome = verdict(journal)
-    want = expected(experiment, env)
     print("\n".join(summary(journal)))
-    print(f"{args.name}: {outcome}" + (f" (expected: {want})" if want else "") + f"; journal {stem}.json")
-    if outcome == "failed":
-        print("The steady state did not hold before the change, so nothing was tested: stop the load, "
-              "wait for writes in flight 0, reset, and run it again.", file=sys.stderr)
-    return 0 if outcome in ("deviated", "completed") else 1
+    return report(args.name, journal, want, label, f"{stem}.json")
+
+
+def report(name: str, journal: dict, want: str, label: str, where: str) -> int:
+    """Print the verdict against the variant's expectation; returns the exit status (0: as expected)."""
+    if refused := alerts.refusal(journal):
+        tail, problem = f"not started (expected: {want})", f"Not started, nothing was tested: {refused}"
+    else:
+        tail, problem = judge(verdict(journal), want, label)
+    print(f"{name}: {tail}; journal {where}")
+    if problem:
+        print(problem, file=sys.stderr)
+    return 1 if problem else 0
 
 
 if __name__ == "__main__":
