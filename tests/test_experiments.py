@@ -256,3 +256,12 @@ def test_the_runner_refuses_without_a_token_and_names_the_experiments(tmp_path):
     result = subprocess.run([sys.executable, "-m", "experiments.run", "no-such"], cwd=rig.ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "audit-under-load" in result.stderr
+
+
+def test_the_summary_shows_the_lone_shoppers_window_after_the_rush():
+    probe = {"activity": {"name": "lone-shopper-otp-at-least-95-percent", "provider": {"type": "python"}},
+             "tolerance_met": False,
+             "output": {**LONE_FAILING, "from_seconds": 5.6, "to_seconds": 15.6, "inflight_writes": 0}}
+    lines = runner.summary({"steady_states": {"after": {"probes": [probe]}}})
+    assert lines == ["  after  NOT lone-shopper-otp-at-least-95-percent: lone shopper's OTP 5.6–15.6 s after the rush:"
+                     " 7 of 8 (88 %), writes in flight 0"]
