@@ -23,7 +23,8 @@ logger = logging.getLogger("chaostoolkit")
 
 POLL_SECONDS = 2.0
 TELL_EVERY_SECONDS = 30.0
-# Every rule in dashboards/prometheus/rules looks at the last minute: what the user is told to expect.
+# The alerts the experiments rely on (PaygateOtpSuccessLow, PaygateReadyLatencyHigh) rate the last minute:
+# what the user is told to expect.
 HOW_THEY_CLEAR = "they look at the last minute, so they clear about a minute after the failures stop"
 
 # The outcome of the last check in this process, for the journal (after_experiment_control).
