@@ -21,6 +21,7 @@ OpenTelemetry's no-op); an unset OTEL_EXPORTER_ZIPKIN_ENDPOINT keeps the spans
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -127,9 +128,12 @@ def _process_provider(settings: Settings) -> TracerProvider:
         from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
         # Every request is traced (a workshop's load is small); ALWAYS_ON skips the parent-based
-        # sampler's per-span work. A bare resource: Zipkin shows each resource attribute as a tag
-        # on every span, and the SDK's defaults (its name, version, language) tell the room nothing.
-        provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource({"service.name": settings.service_name}))
+        # sampler's per-span work. OpenTelemetry's own OTEL_TRACES_SAMPLER (with _ARG) samples
+        # instead, for a room far larger than tracing's cost allows (bench/RESULTS.md, section h).
+        # A bare resource: Zipkin shows each resource attribute as a tag on every span, and the
+        # SDK's defaults (its name, version, language) tell the room nothing.
+        sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_ON
+        provider = TracerProvider(sampler=sampler, resource=Resource({"service.name": settings.service_name}))
         if settings.zipkin_endpoint:
             _export = _bounded_export(settings.zipkin_endpoint)
             provider.add_span_processor(_export)
