@@ -100,8 +100,10 @@ def init_app(app: Flask, settings: Settings) -> None:
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-            # Which trace: a participant (or a test) looks it up in Zipkin.
-            response.headers["X-Trace-Id"] = trace.format_trace_id(span.get_span_context().trace_id)
+            # Which trace: a participant (or a test) looks it up in Zipkin (only one that is recorded).
+            trace_id = current_trace_id(span)
+            if trace_id:
+                response.headers["X-Trace-Id"] = trace_id
         return response
 
     @app.teardown_request
@@ -200,10 +202,11 @@ def provider() -> TracerProvider | None:
     return _provider
 
 
-def current_trace_id() -> str | None:
-    """The current trace's id as 32 hex digits (what Zipkin's UI and API take), or None."""
-    ctx = trace.get_current_span().get_span_context()
-    return trace.format_trace_id(ctx.trace_id) if ctx.is_valid else None
+def current_trace_id(span: Span | None = None) -> str | None:
+    """The trace id of `span` (by default the current one) as 32 hex digits, what Zipkin's UI and API
+    take; None when there is none or it is not sampled (Zipkin would never hold it)."""
+    ctx = (span or trace.get_current_span()).get_span_context()
+    return trace.format_trace_id(ctx.trace_id) if ctx.is_valid and ctx.trace_flags.sampled else None
 
 
 def annotate(**attributes) -> None:
