@@ -79,6 +79,11 @@ env:
 up: venv
 	@$(PY) tools/up.py
 
+## token: the admin token `make up` uses (kept in .cache/admin-token, or ADMIN_TOKEN), printed again
+.PHONY: token
+token: venv
+	@$(PY) tools/up.py --token
+
 ## experiment: one Chaos Toolkit experiment against the running kit (E=audit-under-load; KIT_URL for compose)
 E ?=
 experiment: venv

@@ -56,6 +56,8 @@ class Settings:
     # The embedded store, used when no MONGO_URL is set; shared by every worker on this machine.
     sqlite_path: str = ".cache/paygate.sqlite3"
     redis_url: str | None = None
+    # The Locust web UI the console's load phases drive (GET/PUT /admin/load); unset: no load control.
+    locust_url: str | None = None
     admin_token: str = ""
     secret_key: str = ""
     key_prefix: str = "paygate:"
@@ -204,6 +206,7 @@ def load_settings(env=None, overrides: dict | None = None) -> Settings:
         sqlite_path=env.get("PAYGATE_SQLITE_PATH") or ".cache/paygate.sqlite3",
         public_url=_url(env, "PUBLIC_URL", ("http", "https")),
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+        locust_url=_url(env, "LOCUST_URL", ("http", "https")),
         admin_token=env.get("ADMIN_TOKEN") or "",
         secret_key=env.get("PAYGATE_SECRET_KEY") or "",
         key_prefix=env.get("PAYGATE_KEY_PREFIX") or "paygate:",

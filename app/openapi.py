@@ -7,9 +7,10 @@ from importlib.metadata import version
 from pydantic.json_schema import models_json_schema
 
 from .config import MODES
+from .loadctl import PHASES, LoadChange
 from .validation import InitiateRequest, KnobsPatch, ModeChange, ResetRequest, VerifyRequest
 
-_MODELS = (InitiateRequest, VerifyRequest, ModeChange, KnobsPatch, ResetRequest)
+_MODELS = (InitiateRequest, VerifyRequest, ModeChange, KnobsPatch, ResetRequest, LoadChange)
 
 _ERROR = {"type": "object", "required": ["error"],
           "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
@@ -29,7 +30,8 @@ def _errors(*codes: int) -> dict:
     text = {400: "Invalid input (validation_error, invalid_json)", 401: "Missing or wrong admin token",
             404: "Unknown payment", 409: "No OTP was issued", 410: "OTP expired", 413: "Body too large",
             415: "Body is not JSON", 423: "Locked after 3 wrong OTPs",
-            503: "A backend is unavailable (or the OTP is unavailable with silent_failures=false)"}
+            503: "A backend is unavailable (or the OTP is unavailable with silent_failures=false; "
+                 "for /admin/load: LOCUST_URL is unset or Locust does not answer)"}
     return {str(c): _json(_ERROR, text[c]) for c in codes}
 
 
@@ -54,6 +56,10 @@ def build_spec() -> dict:
         "message": {"type": "string"}}}
     mode_state = {"type": "object", "required": ["mode"], "properties": {
         "mode": {"enum": list(MODES)}}, "additionalProperties": True}
+    load_state = {"type": "object", "required": ["phase", "locust", "plan"], "properties": {
+        "phase": {"enum": [*PHASES, None]}, "persona": {"type": ["string", "null"]},
+        "users": {"type": ["integer", "null"]}, "elapsed_seconds": {"type": ["number", "null"]},
+        "locust": _OBJECT, "plan": _OBJECT}, "additionalProperties": True}
     payment_id = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string"}}
     admin_write = (400, 401, 413, 415, 503)
     paths = {
@@ -80,6 +86,14 @@ def build_spec() -> dict:
         "/admin/reset": {"post": _op("Mode original, default knobs", mode_state, *admin_write,
                                      body="ResetRequest", auth=True, tag="admin")},
         "/admin/history": {"get": _op("The last flips and knob changes", _OBJECT, 503, tag="admin")},
+        "/admin/load": {
+            "get": _op("The load phase Locust runs now: shoppers, persona, elapsed time, Locust's figures, the plan",
+                       load_state, 503, tag="admin"),
+            "put": _op("Start a load phase through Locust's REST API with the plan's shoppers (statistics reset), "
+                       "or stop", load_state, *admin_write, body="LoadChange", auth=True, tag="admin"),
+        },
+        "/admin/token": {"get": _op("Check the bearer token: 200 when it is the admin token", _OBJECT, 401,
+                                    auth=True, tag="admin")},
         "/board/data": {"get": _op("Live board figures: mode, OTP success, ready p95, writes in flight, load and "
                                    "retries, 5 minutes of history, trace links once revealed", _OBJECT, 503, tag="board")},
         "/board/trace-link": {"get": {**_op("The link to one checkout's trace (null until the facilitator reveals "

@@ -2,19 +2,36 @@
 
     locust -f loadtest/locustfile.py --config loadtest/locust.conf --host http://127.0.0.1:8000
 
-`make up` starts the web UI on :8089 already pointed at the app, with the
-workshop load shapes of loadtest/shapes.py to pick from. A silent OTP failure
-(HTTP 200, status `otp_unavailable`) is recorded as a failure named
-"OTP unavailable", so the UI's Failures tab shows it apart from HTTP errors.
+`make up` starts the web UI on :8089 already pointed at the app, opening at the
+load plan's healthy phase, with the workshop's rush shape (loadtest/shapes.py)
+to pick from. The facilitator console (`/admin`) drives it through its REST API.
+
+Two personas, chosen with --persona (a menu under the UI's *Custom parameters*):
+`shopper` pays, and after a silent failure goes on to the next checkout after
+its think time; `retrying` tries again at once, the way a person who reads
+"Please try again" does, up to --retry-tries tries in all. Its retries carry
+`X-Retry-Of: <the failed try's payment_id>` and are counted apart, under
+"/payment/initiate [retry]". A silent OTP failure (HTTP 200, status
+`otp_unavailable`) is recorded as a failure named "OTP unavailable", so the
+Failures tab shows it apart from HTTP errors.
 """
 
 from __future__ import annotations
 
 import random
 
+import gevent
+from flask import jsonify
 from locust import HttpUser, events, task
 
+from loadtest import plan as plans
 from loadtest.checkout import card_payload
+
+PERSONAS = ("shopper", "retrying")
+INITIATE, RETRY = "/payment/initiate", "/payment/initiate [retry]"
+# A Retry-After longer than this is not waited for: the shopper has left (and the run must stay bounded).
+MAX_RETRY_AFTER_S = 10.0
+PLAN = plans.load()
 
 
 class OtpUnavailable(Exception):
@@ -34,18 +51,49 @@ class PaymentNotSucceeded(Exception):
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    parser.add_argument("--think-time", type=float, default=1.0, env_var="LOCUST_THINK_TIME",
+    parser.add_argument("--think-time", type=float, default=PLAN.think_seconds, env_var="LOCUST_THINK_TIME",
                         include_in_web_ui=True,
                         help="Mean seconds a shopper waits between checkouts (0 = back to back)")
+    parser.add_argument("--persona", choices=PERSONAS, default="shopper", env_var="LOCUST_PERSONA",
+                        include_in_web_ui=True,
+                        help="shopper, or retrying: tries again at once after a failed OTP")
+    parser.add_argument("--retry-tries", type=int, default=5, env_var="LOCUST_RETRY_TRIES", include_in_web_ui=True,
+                        help="Tries in all per checkout for the retrying persona")
+    # The UI opens at the load plan's healthy phase: pressing Start without typing is safe.
+    # A default, not locust.conf: the plan is measured per machine (`make rehearse`).
+    parser.set_defaults(num_users=PLAN.healthy_users)
+
+
+def _option(environment, name: str, default):
+    options = environment.parsed_options
+    return getattr(options, name, default) if options else default
+
+
+@events.init.add_listener
+def _plan_route(environment, **_) -> None:
+    """GET /paygate/plan on the web UI: the load plan this Locust runs, for the facilitator console.
+
+    The app's image holds no loadtest/ (and `make rehearse` writes the plan beside this file),
+    so the console asks the Locust it drives for the shoppers of each phase.
+    """
+    if environment.web_ui is None:
+        return  # a worker, or a headless run
+
+    @environment.web_ui.app.route("/paygate/plan")
+    def paygate_plan():
+        current = plans.load()
+        return jsonify(phases={phase: current.users(phase) for phase in (*plans.PHASES, "rush")},
+                       think_seconds=current.think_seconds, rush_seconds=plans.RUSH_SECONDS,
+                       quiet_users=current.healthy_users, source=plans.source(), measured=current.measured,
+                       personas=list(PERSONAS), retry_tries=_option(environment, "retry_tries", 5))
 
 
 class CheckoutUser(HttpUser):
-    """A shopper: opens the checkout page once, then pays again and again."""
+    """A shopper: opens the checkout page once, then pays again and again (its persona says how)."""
 
     def wait_time(self) -> float:
         """Think time between checkouts, uniform in 0.5–1.5 × --think-time."""
-        options = self.environment.parsed_options
-        think = getattr(options, "think_time", 1.0) if options else 1.0
+        think = _option(self.environment, "think_time", PLAN.think_seconds)
         return random.uniform(0.5, 1.5) * think if think > 0 else 0.0
 
     def on_start(self) -> None:
@@ -54,16 +102,19 @@ class CheckoutUser(HttpUser):
 
     @task
     def checkout(self) -> None:
-        """Initiate with the test card, then type the OTP and check the payment."""
-        with self.client.post("/payment/initiate", json=card_payload(), name="/payment/initiate",
-                              catch_response=True) as r:
-            # Non-2xx answers fail on their own as HTTP errors; only the 200 silent failure needs us.
-            if r.status_code != 200:
-                return
-            body = r.json()
-            if body.get("status") == "otp_unavailable":
-                r.failure(OtpUnavailable())
-                return
+        """Initiate with the test card (again at once, for the retrying persona), then type the OTP."""
+        retrying = _option(self.environment, "persona", "shopper") == "retrying"
+        tries = max(1, int(_option(self.environment, "retry_tries", 5))) if retrying else 1
+        body, retry_of = None, None
+        for attempt in range(tries):
+            body, failed_id, retry_after = self._initiate(retry_of)
+            if body is not None or failed_id is None:
+                break  # an OTP, or an error a retry cannot mend
+            retry_of = failed_id
+            if retry_after and attempt + 1 < tries:
+                gevent.sleep(min(retry_after, MAX_RETRY_AFTER_S))  # a loud 503 that says when: honoured
+        if body is None:
+            return
         v = self.client.post("/payment/verify-otp", json={"payment_id": body["payment_id"], "otp": body["otp"]},
                              name="/payment/verify-otp")
         if v.status_code != 200:
@@ -72,3 +123,32 @@ class CheckoutUser(HttpUser):
         with self.client.get(f"/payment/{body['payment_id']}", name="/payment/[id]", catch_response=True) as s:
             if s.status_code == 200 and s.json().get("status") != "succeeded":
                 s.failure(PaymentNotSucceeded(s.json().get("status")))
+
+    def _initiate(self, retry_of: str | None) -> tuple[dict | None, str | None, float | None]:
+        """One try: (the answer with its OTP, None, None), or (None, the failed payment's id, Retry-After
+        seconds) when the OTP was unavailable, silently or loudly; (None, None, None) on any other error."""
+        headers = {"X-Retry-Of": retry_of} if retry_of else None
+        with self.client.post(INITIATE, json=card_payload(), name=RETRY if retry_of else INITIATE, headers=headers,
+                              catch_response=True) as r:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {}
+            if not isinstance(body, dict):
+                body = {}
+            if r.status_code == 200 and body.get("status") == "otp_unavailable":
+                r.failure(OtpUnavailable())
+                return None, body.get("payment_id"), None
+            if r.status_code == 503 and body.get("error") == "otp_unavailable":
+                # The loud variant (silent_failures=false) already fails as an HTTP error.
+                return None, body.get("payment_id"), _seconds(r.headers.get("Retry-After"))
+            # Non-2xx answers fail on their own as HTTP errors.
+            return (body, None, None) if r.status_code == 200 and "otp" in body else (None, None, None)
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After in seconds (its date form is not used by the app)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

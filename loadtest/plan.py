@@ -16,6 +16,8 @@ HERE = Path(__file__).resolve().parent
 PLAN = HERE / "plan.json"
 DEFAULT_PLAN = HERE / "plan.default.json"
 PHASES = ("healthy", "subtle", "collapse")
+# How long the rush lasts before the load drops back to the quiet count (loadtest/shapes.py).
+RUSH_SECONDS = 30
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Workshop load shapes, picked in the Locust web UI (`class-picker` is on in locust.conf).
+"""The workshop's load shape, picked in the Locust web UI (`class-picker` is on in locust.conf)
+or by the facilitator console's *rush* phase (`PUT /admin/load {"phase": "rush"}`).
 
-The UI's shape menu offers "Default" (type a user count by hand) and these. Their
-shopper counts come from the load plan (loadtest/plan.json from `make rehearse`,
-else the reference machine's), read when Locust starts. Headless,
-`-f loadtest/locustfile.py,loadtest/shapes.py` runs the first one.
+The UI's shape menu offers "Default" (the user count typed in the form) and RushThenQuiet.
+Its shopper counts come from the load plan (loadtest/plan.json from `make rehearse`, else the
+reference machine's), read when Locust starts. Headless, `-f loadtest/locustfile.py,loadtest/shapes.py`
+runs it.
 """
 
 from __future__ import annotations
@@ -15,38 +16,31 @@ from loadtest import plan as plans
 PLAN = plans.load()
 
 
-class _Stages(LoadTestShape):
-    """Runs `stages`: (until second, users, spawn rate); after the last, stops or (hold_last) keeps it."""
+class RushThenQuiet(LoadTestShape):
+    """The rush's shoppers for RUSH_SECONDS, then the quiet count until Stop: the collapse, then the
+    slow recovery (or none, for retrying shoppers) — a metastable failure, live.
 
-    abstract = True
-    stages: tuple[tuple[int, int, float], ...] = ()
-    hold_last = False
+    The quiet count is the form's *Number of users* (it opens at the healthy phase's shoppers), so the
+    shape reads Locust's common options: `use_common_options` says so, and keeps Locust from warning
+    that they are ignored.
+    """
+
+    use_common_options = True
 
     def tick(self):
-        """The (users, spawn rate) for now; None when the last stage is over and not held."""
-        run_time = self.get_run_time()
-        for until, users, rate in self.stages:
-            if run_time < until:
-                return users, rate
-        if self.hold_last and self.stages:
-            return self.stages[-1][1:]
-        return None
+        """(users, spawn rate) for now: the rush, then the quiet count, held."""
+        # Locust stops users at the spawn rate: the rush's own rate makes the drop a single step.
+        rate = PLAN.rush_users
+        if self.get_run_time() < plans.RUSH_SECONDS:
+            return PLAN.rush_users, rate
+        return self.quiet_users(), rate
 
-
-class WorkshopRamp(_Stages):
-    """One shopper, then the healthy, subtle and collapse phases' shoppers, two minutes each;
-    the collapse load holds until the facilitator presses Stop."""
-
-    abstract = False
-    hold_last = True
-    stages = ((60, 1, 1), (180, PLAN.healthy_users, 1), (300, PLAN.subtle_users, 2),
-              (420, PLAN.collapse_users, 5))
-
-
-class RushThenQuiet(_Stages):
-    """The rush's shoppers for one minute, then one shopper for two: the collapse, then the
-    slow recovery (or none) — a metastable failure, live."""
-
-    abstract = False
-    # Locust stops users at the spawn rate: the rush's own rate makes the drop a single step.
-    stages = ((60, PLAN.rush_users, 10), (180, 1, PLAN.rush_users))
+    def quiet_users(self) -> int:
+        """The user count of the form that started the shape (Locust's /swarm keeps it as `users`), else
+        the command line's, else the plan's healthy phase."""
+        options = self.runner.environment.parsed_options if self.runner else None
+        for name in ("users", "num_users"):
+            value = getattr(options, name, None) if options else None
+            if value:
+                return int(value)
+        return PLAN.healthy_users

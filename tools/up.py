@@ -15,11 +15,18 @@ When `haproxy` is installed (`make services`), it takes the room's port (BIND,
 holds slow clients and hands gunicorn only whole requests. Without it the app
 faces the room itself, and only its read deadline (app/worker.py) bounds a slow
 client: enough of them can still hold every thread (the banner says so).
+
+The admin token is generated once and kept in .cache/admin-token (mode 0600): every
+`make up` after it uses the same one, so an exported $ADMIN_TOKEN and the console's
+stored token keep working across restarts. ADMIN_TOKEN overrides it; `make token`
+(`python tools/up.py --token`) prints the one in use.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -38,7 +45,9 @@ from app.config import ensure_shared_secrets, redact_url  # noqa: E402
 from app.lan import checkout_url  # noqa: E402
 from tools.tracing import start_tracing  # noqa: E402
 
-CACHE = ROOT / ".cache"
+# PAYGATE_CACHE_DIR: another place for the kit's files (the tests give each kit its own).
+CACHE = Path(os.environ.get("PAYGATE_CACHE_DIR") or ROOT / ".cache")
+TOKEN_FILE = CACHE / "admin-token"
 
 
 def _port(name: str, default: int) -> int:
@@ -76,13 +85,43 @@ def haproxy_config(binary: str, bind: str, app_port: int) -> Path:
     return config
 
 
-def main() -> int:
-    """Run the kit until interrupted."""
+def admin_token() -> tuple[str, str]:
+    """The admin token for this run and where it comes from: ADMIN_TOKEN, else the one kept in
+    .cache/admin-token, else a new one, kept there (mode 0600) for the next runs."""
+    if os.environ.get("ADMIN_TOKEN"):
+        return os.environ["ADMIN_TOKEN"], "from ADMIN_TOKEN"
+    try:
+        kept = TOKEN_FILE.read_text().strip()
+    except FileNotFoundError:
+        kept = ""
+    if kept:
+        return kept, f"kept in {_shown(TOKEN_FILE)}"
+    token = secrets.token_urlsafe(18)
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 from the start: never readable by others, not even for a moment.
+    fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token, f"new, kept in {_shown(TOKEN_FILE)} for the next runs"
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the kit until interrupted (--token: print the admin token `make up` uses, and exit)."""
+    parser = argparse.ArgumentParser(prog="tools/up.py", description="The kit on one machine, without Docker.")
+    parser.add_argument("--token", action="store_true", help="print the admin token make up uses, and exit")
+    if parser.parse_args(argv).token:
+        print(admin_token()[0])
+        return 0
+
     port = _port("PORT", 8000)
     locust_port = _port("LOCUST_PORT", 8089)
     prom_port = _port("PROMETHEUS_PORT", 9090)
     app_url = f"http://127.0.0.1:{port}"
-    token_given = bool(os.environ.get("ADMIN_TOKEN"))
+    os.environ["ADMIN_TOKEN"], token_source = admin_token()
     ensure_shared_secrets()
     public_bind = os.environ.get("BIND", f"0.0.0.0:{port}")
     # PORT: the port the room uses, for the board's checkout address (app/lan.py).
@@ -112,6 +151,8 @@ def main() -> int:
 
     # Zipkin first (a JVM is slow to start; it comes up beside the app): it sets the app's span endpoint.
     tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port, app_port})
+    # The console's load phases drive the Locust started below.
+    env.setdefault("LOCUST_URL", f"http://127.0.0.1:{locust_port}")
     start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
           extra_env={"BIND": f"127.0.0.1:{app_port}"} if haproxy else None)
     if haproxy:
@@ -153,6 +194,8 @@ def main() -> int:
         lines.append("  Prometheus          not started (no `prometheus` on PATH)")
     lines.append(tracing.line)
 
+    # A token the facilitator chose is theirs to know: not echoed.
+    token_shown = "(as set in ADMIN_TOKEN)" if token_source == "from ADMIN_TOKEN" else f"{env['ADMIN_TOKEN']}  ({token_source})"
     store = f"MongoDB at {redact_url(env['MONGO_URL'])}" if env.get("MONGO_URL") else \
         f"SQLite file {env['PAYGATE_SQLITE_PATH']}"
     if redis_server:
@@ -163,9 +206,8 @@ def main() -> int:
         state = f"Redis at {redact_url(env['REDIS_URL'])}"
     else:
         state = "in-process stand-in (no redis-server on PATH: `apt-get install redis-server` for real Redis)"
-    token = env["ADMIN_TOKEN"] if not token_given else "(as set in ADMIN_TOKEN)"
     print("\nPayGate Chaos Kit is starting:\n" + "\n".join(lines)
-          + f"\n  admin token         {token}"
+          + f"\n  admin token         {token_shown}  (`make token` prints it again)"
           + f"\n  payments            {store}"
           + f"\n  mode and knobs      {state}"
           + f"\n  app workers         {env['WEB_CONCURRENCY']}\n\nCtrl-C stops everything.\n", flush=True)

@@ -1,4 +1,4 @@
-// Facilitator console: the mode, the knobs, their history, over the admin JSON API.
+// Facilitator console: the load phases, the mode, the knobs, their history, over the admin JSON API.
 // The token lives in sessionStorage (this tab only) and travels in the Authorization
 // header, never in a URL. Every action shows the server's answer, errors included.
 import { $, api, clock, minutesSeconds } from "./common.js";
@@ -13,31 +13,60 @@ let knobsBuilt = false;
 
 const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
 
-function showTokenState() {
-  $("token-state").textContent = token()
-    ? "A token is set for this tab. The server checks it on every change."
-    : "No token set: you can look, but every change will be refused.";
+function showTokenState(text, kind) {
+  const state = $("token-state");
+  state.textContent = text;
+  state.className = `token-state small ${kind || ""}`;
 }
 
-$("token-form").addEventListener("submit", (event) => {
+/** Ask the server whether `value` is the admin token: "valid", "wrong", or "unknown" (no answer). */
+async function checkToken(value) {
+  const { status } = await api("GET", "/admin/token", { token: value });
+  if (status === 200) return "valid";
+  return status === 401 ? "wrong" : "unknown";
+}
+
+async function verifyStoredToken() {
+  if (!token()) {
+    showTokenState("No token set: you can look, but every change will be refused.", "bad");
+    return;
+  }
+  const verdict = await checkToken(token());
+  if (verdict === "valid") showTokenState("Token accepted by the server: changes are allowed.", "ok");
+  else if (verdict === "wrong") showTokenState("The stored token is refused by the server (HTTP 401): paste the current one (make token prints it).", "bad");
+  else showTokenState("A token is set, but the server could not check it now.", "");
+}
+
+$("token-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const value = $("token").value.trim();
-  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  if (!value) {
+    showTokenState("Paste a token first.", "bad");
+    return;
+  }
+  const verdict = await checkToken(value);
+  if (verdict === "wrong") {
+    showTokenState("Wrong token: the server refused it (HTTP 401). Not kept; the previous one, if any, stays.", "bad");
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, value);
   $("token").value = "";
-  showTokenState();
+  if (verdict === "valid") showTokenState("Token accepted by the server: changes are allowed.", "ok");
+  else showTokenState("Token kept, but the server could not check it now: the next change will tell.", "");
 });
 
 $("forget-token").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN_KEY);
-  showTokenState();
+  verifyStoredToken();
 });
 
 // -- talking to the server -------------------------------------------------------
 
 /** A change: sent with the token, and the server's answer shown; resolves to the answer's data, or null. */
-async function change(action, method, path, body) {
-  const res = await api(method, path, { body, token: token() });
+async function change(action, method, path, body, timeoutMs) {
+  const res = await api(method, path, { body, token: token(), timeoutMs });
   const ok = report(action, res);
+  if (res.status === 401) showTokenState("The server refused the token (HTTP 401): paste the current one (make token prints it).", "bad");
   refreshHistory();
   return ok ? res.data : null;
 }
@@ -229,11 +258,104 @@ async function refreshHistory() {
   if (history) renderHistory(history.events || []);
 }
 
+// -- the load phases -------------------------------------------------------------------
+
+let loadStartedAt = null; // client time (ms) the phase started, from elapsed_seconds
+let loadState = null;
+
+const persona = () => document.querySelector('input[name="persona"]:checked').value;
+const PERSONA_WORDS = { shopper: "plain shoppers", retrying: "retrying shoppers" };
+
+function renderLoad(state) {
+  loadState = state;
+  $("load-problem").hidden = true;
+  const plan = state.plan || {};
+  for (const span of document.querySelectorAll("[data-users-of]")) {
+    const phase = span.dataset.usersOf;
+    const users = (plan.phases || {})[phase];
+    span.textContent = phase === "rush" && users ? `${users} → ${plan.quiet_users}` : users ? `${users} shoppers` : "";
+  }
+  const running = state.phase && state.phase !== "stop";
+  const now = $("load-now");
+  now.className = `load-now phase-${state.phase || "none"}`;
+  if (!state.phase) now.textContent = "no phase started";
+  else if (!running) now.textContent = "stopped";
+  else if (state.phase === "rush" && state.stage === "quiet") now.textContent = "rush, now quiet";
+  else now.textContent = state.phase;
+  loadStartedAt = running && state.elapsed_seconds !== null ? Date.now() - state.elapsed_seconds * 1000 : null;
+  renderElapsed();
+  const l = state.locust || {};
+  const failed = l.requests ? ` · ${(100 * l.failures / l.requests).toFixed(1)} % failed` : "";
+  const retries = l.retries ? ` · ${l.retries} retries` : "";
+  $("load-locust").textContent = `Locust: ${l.state}, ${l.user_count} users · ${l.requests} requests${failed}${retries}`;
+  if (!state.matches_locust && state.phase) {
+    showLoadProblem(`Locust was changed in its own web UI since (it is ${l.state} with ${l.user_count} users): pick a phase to take over again.`);
+  }
+  for (const button of document.querySelectorAll("[data-phase]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.phase === state.phase));
+  }
+  if (state.persona) {
+    const radio = document.querySelector(`input[name="persona"][value="${state.persona}"]`);
+    if (radio && !personaTouched) radio.checked = true;
+  }
+}
+
+function renderElapsed() {
+  const state = loadState;
+  if (!state) return;
+  if (loadStartedAt === null) {
+    $("load-detail").textContent = state.phase === "stop" && state.started_at ? `since ${clock(state.started_at)}` : "";
+    return;
+  }
+  const elapsed = Math.max(0, Math.round((Date.now() - loadStartedAt) / 1000));
+  let text = `${state.users} ${PERSONA_WORDS[state.persona] || state.persona} · running ${minutesSeconds(elapsed)}`;
+  if (state.phase === "rush") {
+    const left = state.plan.rush_seconds - elapsed;
+    text += left > 0 ? ` · down to ${state.plan.quiet_users} in ${left} s` : ` · rush of ${state.plan.phases.rush} ended ${minutesSeconds(-left)} ago`;
+  }
+  $("load-detail").textContent = `${text} · ${state.plan.think_seconds} s think time`;
+}
+
+function showLoadProblem(text) {
+  $("load-problem").textContent = text;
+  $("load-problem").hidden = false;
+}
+
+let personaTouched = false;
+for (const radio of document.querySelectorAll('input[name="persona"]')) {
+  radio.addEventListener("change", () => { personaTouched = true; });
+}
+
+async function refreshLoad() {
+  const { status, data } = await api("GET", "/admin/load", { timeoutMs: 6000 });
+  if (status === 200) renderLoad(data);
+  else {
+    $("load-now").textContent = "Locust unavailable";
+    $("load-now").className = "load-now phase-none";
+    $("load-detail").textContent = "";
+    $("load-locust").textContent = "";
+    showLoadProblem(data.message || `The load could not be read (HTTP ${status}).`);
+  }
+}
+
+for (const button of document.querySelectorAll("[data-phase]")) {
+  button.addEventListener("click", async () => {
+    const body = { phase: button.dataset.phase, persona: persona() };
+    const what = body.phase === "stop" ? "Stop the load" : `Start ${body.phase} (${PERSONA_WORDS[body.persona]})`;
+    const state = await change(what, "PUT", "/admin/load", body, 15000);
+    if (state) {
+      personaTouched = false;
+      renderLoad(state);
+    }
+  });
+}
+
 // -- start -------------------------------------------------------------------------
 
-showTokenState();
+verifyStoredToken();
 refreshMode();
 refreshKnobs();
 refreshHistory();
-setInterval(() => { refreshMode(); refreshHistory(); }, POLL_MS);
-setInterval(renderRevert, 1000);
+refreshLoad();
+setInterval(() => { refreshMode(); refreshHistory(); refreshLoad(); }, POLL_MS);
+setInterval(() => { renderRevert(); renderElapsed(); }, 1000);

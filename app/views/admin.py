@@ -1,4 +1,4 @@
-"""Facilitator API: the persistence mode, the knobs, their history."""
+"""Facilitator API: the persistence mode, the knobs, their history, the load phases, the token check."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify, request
 from ..config import KNOB_DEFAULTS, KNOB_LIMITS
 from ..errors import StateUnavailable, Unauthorized
 from ..kit import kit
+from ..loadctl import LoadChange, LoadPhases, LocustClient
 from ..validation import KnobsPatch, ModeChange, ResetRequest
 from .body import parse_body
 
@@ -105,3 +106,30 @@ def history():
     except redis.RedisError:
         raise StateUnavailable("Redis is unreachable: the history cannot be read now.") from None
     return jsonify(events=events)
+
+
+@bp.get("/token")
+@admin_required
+def check_token():
+    """200 when the bearer token is the admin token (401 otherwise): the console checks a token as it is entered."""
+    return jsonify(token="valid")
+
+
+def _load_phases() -> LoadPhases:
+    k = kit()
+    url = k.settings.locust_url
+    return LoadPhases(LocustClient(url) if url else None, k.backends.redis, k.settings.key_prefix)
+
+
+@bp.get("/load")
+def get_load():
+    """The load phase Locust runs now: its shoppers, persona and elapsed time, Locust's own figures, the plan."""
+    return jsonify(_load_phases().state())
+
+
+@bp.put("/load")
+@admin_required
+def set_load():
+    """Start a load phase through Locust's REST API (its statistics reset), or stop the load."""
+    change = parse_body(request, LoadChange)
+    return jsonify(_load_phases().start(change))

@@ -9,6 +9,7 @@ from flask import Blueprint, render_template
 
 from ..cards import TEST_CARD
 from ..config import MODES
+from ..loadctl import PHASES
 
 bp = Blueprint("pages", __name__)
 
@@ -40,4 +41,4 @@ def checkout():
 @bp.get("/admin")
 def admin():
     """The facilitator console: the token stays in the browser, never in the page or a URL."""
-    return render_template("admin.html", modes=MODES)
+    return render_template("admin.html", modes=MODES, phases=PHASES)
