@@ -4,7 +4,7 @@ The plan (shoppers per phase, think time, the rush's length) is the one the Locu
 LOCUST_URL runs: it serves it at /paygate/plan (loadtest/locustfile.py), since the app's
 image holds no loadtest/ and `make rehearse` writes the plan beside the locustfile.
 Starting a phase stops what Locust runs (a running shape would otherwise stop the next
-run when it is swapped out), swarms the phase's shoppers and resets Locust's statistics,
+run when it is swapped out), resets Locust's statistics and swarms the phase's shoppers,
 so its figures are this phase's alone. The rush is Locust's RushThenQuiet shape: Locust
 itself drops the load to the quiet count after the rush, whichever app worker started it.
 Which phase runs, since when and by whom is kept in Redis, shared by every worker.
@@ -130,9 +130,10 @@ class LoadPhases:
         self._check_redis()
         locust.stop()
         if change.phase != "stop":
-            locust.swarm(self._form(change, plan))
-            # The new run starts from empty statistics: every figure Locust shows is this phase's.
+            # Reset between the stop and the start, when no user runs: every figure Locust shows from now
+            # on is this phase's, its shoppers' first page loads included.
             locust.reset_stats()
+            locust.swarm(self._form(change, plan))
         record = {"phase": change.phase, "persona": change.persona, "actor": change.actor,
                   "started_at": self.clock(), "users": 0 if change.phase == "stop" else plan["phases"][change.phase]}
         try:

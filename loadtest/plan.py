@@ -9,6 +9,7 @@ read it from here, so the room and the experiments see the same numbers.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,9 @@ HERE = Path(__file__).resolve().parent
 PLAN = HERE / "plan.json"
 DEFAULT_PLAN = HERE / "plan.default.json"
 PHASES = ("healthy", "subtle", "collapse")
-# How long the rush lasts before the load drops back to the quiet count (loadtest/shapes.py).
-RUSH_SECONDS = 30
+# How long the rush lasts before the load drops back to the quiet count (loadtest/shapes.py);
+# LOCUST_RUSH_SECONDS sets another length for the Locust it is given to.
+RUSH_SECONDS = int(os.environ.get("LOCUST_RUSH_SECONDS") or 30)
 
 
 @dataclass(frozen=True)

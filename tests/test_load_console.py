@@ -1,0 +1,227 @@
+"""The console's load phases against a real Locust (its web UI, as `make up` starts it) and a real app.
+
+GET/PUT /admin/load drive Locust through its REST API: each phase runs the load plan's shoppers
+with fresh statistics, the rush is Locust's RushThenQuiet shape, stop stops. Locust runs as a
+subprocess: importing it here would let gevent monkey-patch this process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+import rig
+from loadtest import plan as plans
+from loadtest.contention import wait_drained
+from rig.probe import poll_until
+
+pytestmark = pytest.mark.services
+
+ROOT = rig.ROOT
+PLAN = plans.load()
+RUSH_SECONDS = 4  # the rush shortened for the test (LOCUST_RUSH_SECONDS); the session's is 30
+LOCUST_STATS_CACHE_S = 2.0  # locust.web.DEFAULT_CACHE_TIME: how long /stats/requests may show an old state
+
+
+def start_locust(host: str, port: int, **env) -> subprocess.Popen:
+    """Locust's web UI as `make up` starts it: the workshop's locustfile and shape, locust.conf."""
+    proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py,loadtest/shapes.py",
+                             "--config", "loadtest/locust.conf", "--host", host, "--web-host", "127.0.0.1",
+                             "--web-port", str(port)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "LOCUST_RUSH_SECONDS": str(RUSH_SECONDS), **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    rig.probe.wait_answering("Locust's web UI", lambda: rig.probe.http_ok(f"http://127.0.0.1:{port}/"), 30, proc)
+    return proc
+
+
+def stop_locust(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def kit(own_app):
+    """An app (gunicorn, 2 workers, SQLite) whose LOCUST_URL is a Locust web UI pointed at it."""
+    locust_port = rig.free_port()
+    application = own_app("load", sqlite=True, LOCUST_URL=f"http://127.0.0.1:{locust_port}")
+    proc = start_locust(application.url, locust_port)
+    yield application, f"http://127.0.0.1:{locust_port}"
+    stop_locust(proc)
+
+
+def locust_stats(ui: str) -> dict:
+    return requests.get(ui + "/stats/requests", timeout=5).json()
+
+
+def requests_seen(stats: dict) -> int:
+    return next(s["num_requests"] for s in stats["stats"] if s["name"] == "Aggregated")
+
+
+def put_load(application: rig.App, **body) -> requests.Response:
+    return application.admin("PUT", "/admin/load", json=body)
+
+
+def test_each_phase_runs_the_plans_shoppers_with_fresh_statistics(kit):
+    application, ui = kit
+    for phase in ("healthy", "subtle", "collapse"):
+        r = put_load(application, phase=phase)
+        assert r.status_code == 200, r.text
+        assert r.headers["Cache-Control"] == "no-store"
+        body = r.json()
+        assert (body["phase"], body["persona"], body["users"]) == (phase, "shopper", PLAN.users(phase))
+        users, stats = PLAN.users(phase), {}
+
+        def settled() -> bool:
+            # Locust caches /stats/requests for a moment: read until it shows the new phase at work.
+            stats.update(locust_stats(ui))
+            return stats["state"] == "running" and stats["user_count"] == users and requests_seen(stats) >= 30
+        assert poll_until(settled, timeout=30), f"{phase}: Locust did not run the plan's {users} shoppers: {stats}"
+        # Each shopper loads the checkout page once, at its start: exactly this phase's shoppers' loads are
+        # counted, none of the previous phase's (its statistics were reset).
+        pages = next(s["num_requests"] for s in stats["stats"] if s["name"] == "checkout page")
+        assert pages == users, f"{phase}: {pages} page loads counted for {users} shoppers"
+
+        state = requests.get(application.url + "/admin/load", timeout=5).json()
+        assert state["phase"] == phase and state["users"] == PLAN.users(phase) and state["matches_locust"]
+        assert 0 <= state["elapsed_seconds"] < 60
+        assert state["locust"]["state"] == "running" and state["locust"]["user_count"] == PLAN.users(phase)
+        assert state["plan"]["phases"] == {p: PLAN.users(p) for p in (*plans.PHASES, "rush")}
+
+    r = put_load(application, phase="stop")
+    assert r.status_code == 200 and r.json()["phase"] == "stop"
+    assert poll_until(lambda: locust_stats(ui)["state"] == "stopped", timeout=10)
+    state = requests.get(application.url + "/admin/load", timeout=5).json()
+    assert state["locust"]["state"] == "stopped" and state["elapsed_seconds"] is None and state["matches_locust"]
+
+
+def test_the_rush_drops_to_the_quiet_count_by_itself(kit):
+    application, ui = kit
+    r = put_load(application, phase="rush")
+    assert r.status_code == 200, r.text
+    try:
+        seen = []
+        def quiet() -> bool:
+            seen.append(locust_stats(ui)["user_count"])
+            return seen[-1] == PLAN.healthy_users and PLAN.rush_users in seen
+        assert poll_until(quiet, timeout=RUSH_SECONDS + 30, every=0.5), \
+            f"the rush of {PLAN.rush_users} never dropped to {PLAN.healthy_users}: {seen}"
+        state = requests.get(application.url + "/admin/load", timeout=5).json()
+        assert (state["phase"], state["stage"], state["users"]) == ("rush", "quiet", PLAN.healthy_users)
+        assert state["locust"]["state"] == "running"
+    finally:
+        put_load(application, phase="stop")
+        wait_drained(application.url)
+
+
+def test_a_change_needs_the_token_and_a_known_phase_and_changes_nothing_otherwise(kit):
+    application, ui = kit
+    put_load(application, phase="stop").raise_for_status()
+    assert poll_until(lambda: locust_stats(ui)["state"] == "stopped", timeout=10)
+    anonymous = requests.put(application.url + "/admin/load", json={"phase": "collapse"}, timeout=5)
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
+    for body in ({"phase": "panic"}, {"phase": "healthy", "persona": "robot"}, {"phase": "healthy", "users": 99}, {}):
+        bad = put_load(application, **body)
+        assert bad.status_code == 400 and bad.json()["error"] == "validation_error", (body, bad.text)
+    assert set(put_load(application, phase="healthy", persona=7).json()["fields"]) == {"persona"}
+    # Locust caches /stats/requests for LOCUST_STATS_CACHE_S: a run a refused change had started would show after it.
+    time.sleep(LOCUST_STATS_CACHE_S + 0.5)
+    assert locust_stats(ui)["state"] == "stopped", "a refused change never reaches Locust"
+    assert requests.get(application.url + "/admin/load", timeout=5).json()["phase"] == "stop"
+    assert requests.get(application.url + "/admin/token", timeout=5).status_code == 401
+    assert application.admin("GET", "/admin/token").json() == {"token": "valid"}
+
+
+def test_the_retrying_persona_runs_from_the_console(kit):
+    application, ui = kit
+    r = put_load(application, phase="healthy", persona="retrying")
+    assert r.status_code == 200 and r.json()["persona"] == "retrying"
+    try:
+        state = requests.get(application.url + "/admin/load", timeout=5).json()
+        assert state["persona"] == "retrying" and state["locust"]["retries"] == 0
+        assert poll_until(lambda: locust_stats(ui)["user_count"] == PLAN.healthy_users, timeout=20)
+    finally:
+        put_load(application, phase="stop")
+
+
+@pytest.fixture
+def silent_locust_port():
+    """A port where something accepts connections and never answers: a hung Locust."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("where", ["unset", "down", "hung"])
+def test_without_a_locust_the_answer_is_a_fast_clear_503(own_app, where, request):
+    if where == "hung":
+        url = f"http://127.0.0.1:{request.getfixturevalue('silent_locust_port')}"
+    else:
+        url = "" if where == "unset" else f"http://127.0.0.1:{rig.free_port()}"
+    application = own_app(f"noload-{where}", sqlite=True, LOCUST_URL=url)
+    for method in ("GET", "PUT"):
+        started = time.monotonic()
+        r = application.admin(method, "/admin/load", json={"phase": "healthy"} if method == "PUT" else None)
+        took = time.monotonic() - started
+        assert r.status_code == 503 and r.json()["error"] == "locust_unavailable", r.text
+        assert ("LOCUST_URL is not set" if where == "unset" else "Locust at http://127.0.0.1:") in r.json()["message"]
+        assert took < (5 if where == "hung" else 2), f"{method} took {took:.1f} s"
+
+
+def test_the_retrying_shopper_tries_again_at_once_with_x_retry_of(own_app, tmp_path):
+    """Headless Locust, the retrying persona, against gunicorn in `audit` under a burst: its retries carry
+    X-Retry-Of with the failed try's payment id (read from gunicorn's access log) and are counted apart."""
+    log = tmp_path / "access.log"
+    application = own_app("retrying", sqlite=True, ACCESS_LOG=str(log),
+                          GUNICORN_CMD_ARGS="--access-logformat '%(r)s %(s)s retry-of=%({x-retry-of}i)s'")
+    application.set_mode("audit")
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--config", "loadtest/locust.conf",
+            "--headless", "--host", application.url, "-u", "10", "-r", "10", "-t", "60s", "--think-time", "0",
+            "--persona", "retrying", "--retry-tries", "3", "--csv", str(out), "--only-summary",
+            "--exit-code-on-error", "0"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    retried = re.compile(r"POST /payment/initiate HTTP/1\.1 200 retry-of=(pay_[0-9a-f]{24})$", re.M)
+    try:
+        poll_until(lambda: proc.poll() is not None or len(retried.findall(_read(log))) >= 20, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        application.reset()
+        wait_drained(application.url)
+    assert proc.returncode == 0, err[-2000:]
+    retries = retried.findall(_read(log))
+    firsts = re.findall(r"POST /payment/initiate HTTP/1\.1 200 retry-of=-$", _read(log), re.M)
+    assert len(retries) >= 20 and firsts, f"{len(retries)} retries, {len(firsts)} first tries"
+    # Each retry names a payment that exists: the try that just failed.
+    for payment_id in set(retries[:5]):
+        assert requests.get(f"{application.url}/payment/{payment_id}", timeout=5).status_code == 200
+    rows = {r["Name"]: r for r in _csv(out.with_name("run_stats.csv"))}
+    assert int(rows["/payment/initiate [retry]"]["Request Count"]) > 0
+    # At most two retries (three tries in all) per first try that failed.
+    assert int(rows["/payment/initiate [retry]"]["Request Count"]) <= 2 * int(rows["/payment/initiate"]["Request Count"])
+
+
+def _read(path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _csv(path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
