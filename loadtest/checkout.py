@@ -26,10 +26,13 @@ def card_payload(**overrides) -> dict:
     return {"card_number": TEST_CARD, "expiry": future_expiry(), "cvv": "123", "amount": "49.99", **overrides}
 
 
-def initiate(base_url: str, session: requests.Session | None = None, **overrides) -> requests.Response:
-    """POST /payment/initiate with the test card, on a fresh connection unless a session is given."""
+def initiate(base_url: str, session: requests.Session | None = None, *, retry_of: str | None = None,
+             **overrides) -> requests.Response:
+    """POST /payment/initiate with the test card, on a fresh connection unless a session is given;
+    `retry_of`: the payment id of the failed try this one repeats (sent as X-Retry-Of)."""
+    headers = {"X-Retry-Of": retry_of} if retry_of else None
     return (session or requests).post(base_url + "/payment/initiate", json=card_payload(**overrides),
-                                      timeout=TIMEOUT_S)
+                                      headers=headers, timeout=TIMEOUT_S)
 
 
 def verify(base_url: str, payment_id: str, otp: str, session: requests.Session | None = None) -> requests.Response:
@@ -60,26 +63,36 @@ class Outcome:
     seconds: float
     ready_ms: float | None = None
     detail: str = ""
+    retries: int = 0
 
     @property
     def ok(self) -> bool:
         return self.result == "success"
 
 
-def checkout(session: requests.Session, base_url: str) -> Outcome:
-    """Initiate a payment with the test card, then verify its OTP."""
+def checkout(session: requests.Session, base_url: str, tries: int = 1) -> Outcome:
+    """Initiate a payment with the test card, then verify its OTP. With `tries` > 1, an unavailable OTP is
+    tried again at once, as a shopper who reads "Please try again" does, up to `tries` tries in all."""
     started = time.monotonic()
+    retries = 0
 
     def done(result: str, ready_ms=None, detail: str = "") -> Outcome:
-        return Outcome(result, started, time.monotonic() - started, ready_ms, detail)
+        return Outcome(result, started, time.monotonic() - started, ready_ms, detail, retries)
 
     try:
-        r = initiate(base_url, session)
-        body = _json(r)
+        retry_of = None
+        while True:
+            r = initiate(base_url, session, retry_of=retry_of)
+            body = _json(r)
+            unavailable = body.get("status") == "otp_unavailable" if r.status_code == 200 else \
+                r.status_code == 503 and body.get("error") == "otp_unavailable"  # silent_failures=false
+            if not unavailable or retries + 1 >= tries or not body.get("payment_id"):
+                break
+            retry_of, retries = body["payment_id"], retries + 1
         if r.status_code == 200 and body.get("status") == "otp_unavailable":
             return done("otp_unavailable")
         if r.status_code == 503 and body.get("error") == "otp_unavailable":
-            return done("otp_unavailable", detail="loud")  # silent_failures=false
+            return done("otp_unavailable", detail="loud")
         if r.status_code != 200 or "otp" not in body:
             return done("error", detail=f"initiate HTTP {r.status_code} {body.get('error', '')}".strip())
         v = verify(base_url, body["payment_id"], body["otp"], session)

@@ -1,6 +1,6 @@
 """The original demo's traffic simulator: N concurrent shoppers looping through the checkout.
 
-    python -m loadtest.simulate 40 [--duration 30] [--host http://127.0.0.1:8000]
+    python -m loadtest.simulate 40 [--duration 30] [--host http://127.0.0.1:8000] [--think 1] [--retry 5]
 
 A live progress line goes to stderr; the original's two summary lines go to
 stdout at the end. Exit status 2 when the app cannot be reached.
@@ -43,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"app base URL (default {DEFAULT_HOST})")
     parser.add_argument("--think", type=float, default=0.0, help="mean pause between checkouts, seconds (default 0)")
+    parser.add_argument("--retry", type=int, default=1, metavar="TRIES",
+                        help="retrying shoppers: try an unavailable OTP again at once, up to TRIES tries (default 1)")
     args = parser.parse_args(argv)
-    if args.workers < 1 or args.duration <= 0:
-        parser.error("workers must be >= 1 and duration > 0")
+    if args.workers < 1 or args.duration <= 0 or args.retry < 1:
+        parser.error("workers and --retry must be >= 1 and duration > 0")
     host = args.host.rstrip("/")
 
     problem = traffic.reachable(host)
@@ -58,13 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     reporter = threading.Thread(target=_progress, args=(tally, started, args.duration, done), daemon=True)
     reporter.start()
     try:
-        traffic.run(host, args.workers, args.duration, args.think, tally)
+        traffic.run(host, args.workers, args.duration, args.think, tally, tries=args.retry)
     except KeyboardInterrupt:
         pass  # report what finished so far
     finally:
         done.set()
         reporter.join(2)
     print(summary(args.workers, tally), flush=True)
+    if args.retry > 1:
+        # Apart from the original's two lines on stdout: each checkout above counts once, its retries here.
+        print(f"retries: {tally.retries} (up to {args.retry} tries per checkout)", file=sys.stderr)
     errors = tally.errors()
     if errors:
         print("errors: " + ", ".join(f"{k} ×{v}" for k, v in errors.most_common(5)), file=sys.stderr)

@@ -56,18 +56,24 @@ class Tally:
         """Counts per result: success, otp_unavailable, error."""
         return Counter(o.result for o in self.snapshot())
 
+    @property
+    def retries(self) -> int:
+        """Tries again after an unavailable OTP (retrying shoppers), apart from the checkouts' first tries."""
+        return sum(o.retries for o in self.snapshot())
+
     def errors(self) -> Counter:
         """Counts per error detail (HTTP status or exception name)."""
         return Counter(o.detail for o in self.snapshot() if o.result == "error")
 
 
 def run(base_url: str, workers: int, duration_s: float, think_s: float = 0.0, tally: Tally | None = None,
-        stop: threading.Event | None = None) -> Tally:
+        stop: threading.Event | None = None, tries: int = 1) -> Tally:
     """Drive `workers` shoppers for `duration_s` seconds; returns the tally.
 
     `think_s` is the mean pause between a shopper's checkouts (uniform in
-    0.5–1.5 × think_s), 0 for back-to-back checkouts. Checkouts still running
-    at the end are waited for and counted.
+    0.5–1.5 × think_s), 0 for back-to-back checkouts. `tries` > 1: retrying
+    shoppers, who try an unavailable OTP again at once (checkout.checkout).
+    Checkouts still running at the end are waited for and counted.
     """
     tally = tally if tally is not None else Tally()
     stop = stop or threading.Event()
@@ -76,7 +82,7 @@ def run(base_url: str, workers: int, duration_s: float, think_s: float = 0.0, ta
     def shopper() -> None:
         with requests.Session() as session:
             while not stop.is_set() and time.monotonic() < deadline:
-                tally.add(checkout(session, base_url))
+                tally.add(checkout(session, base_url, tries))
                 if think_s:
                     stop.wait(min(random.uniform(0.5, 1.5) * think_s, max(0.0, deadline - time.monotonic())))
 

@@ -106,8 +106,9 @@ class Kit(AdminClient):
 
 
 @contextlib.contextmanager
-def make_up(workdir: Path, token: str, extra_env: dict | None = None):
-    """Run tools/up.py as `make up` does, on free ports, its SQLite file in `workdir`; yields a Kit.
+def make_up(workdir: Path, token: str | None, extra_env: dict | None = None):
+    """Run tools/up.py as `make up` does, on free ports, its SQLite file and its .cache/ in `workdir`; yields
+    a Kit. `token` None: no ADMIN_TOKEN, so the kit uses (or first makes) the token kept in workdir/admin-token.
 
     Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
     """
@@ -116,22 +117,28 @@ def make_up(workdir: Path, token: str, extra_env: dict | None = None):
              "ZIPKIN_PORT": free_port()}
     # Tracing off unless the test asks for it (TRACING in extra_env): a JVM per kit costs the two cores
     # tens of seconds, and only the tests of tracing look at it.
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "ADMIN_TOKEN": token, "TRACING": "off",
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "TRACING": "off", "PAYGATE_CACHE_DIR": str(workdir),
            "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3"), **(extra_env or {})}
-    for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY", "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "TRACES_UI_URL"):
+    env.pop("ADMIN_TOKEN", None)
+    if token is not None:
+        env["ADMIN_TOKEN"] = token
+    for name in ("MONGO_URL", "REDIS_URL", "WEB_CONCURRENCY", "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "TRACES_UI_URL",
+                 "LOCUST_URL"):
         if name not in (extra_env or {}):
             env.pop(name, None)
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "up.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    kit = Kit(ports, workdir, proc, token)
+    kit = Kit(ports, workdir, proc, token or "")
     # Each part is ready when it answers its own protocol: the app's /ready, Locust's web UI, Prometheus's /-/ready.
     probes = {"app": ("PORT", "/ready"), "Locust": ("LOCUST_PORT", "/"), "Prometheus": ("PROMETHEUS_PORT", "/-/ready")}
     try:
         for name, (port, path) in probes.items():
             wait_answering(f"make up's {name}", functools.partial(answers_http(path), ports[port]), 60, proc,
                            lambda: kit.log[-3000:])
+        if token is None:
+            kit.token = (workdir / "admin-token").read_text().strip()
         yield kit
     finally:
         stop_up(proc)

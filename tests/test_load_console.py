@@ -176,12 +176,24 @@ def test_without_a_locust_the_answer_is_a_fast_clear_503(own_app, where, request
         assert took < (5 if where == "hung" else 2), f"{method} took {took:.1f} s"
 
 
-def test_the_retrying_shopper_tries_again_at_once_with_x_retry_of(own_app, tmp_path):
-    """Headless Locust, the retrying persona, against gunicorn in `audit` under a burst: its retries carry
-    X-Retry-Of with the failed try's payment id (read from gunicorn's access log) and are counted apart."""
-    log = tmp_path / "access.log"
+@pytest.fixture(scope="module")
+def logged_app(own_app, tmp_path_factory):
+    """An app whose gunicorn logs each request with its X-Retry-Of header ("-" when none), and that log."""
+    log = tmp_path_factory.mktemp("retrying") / "access.log"
     application = own_app("retrying", sqlite=True, ACCESS_LOG=str(log),
                           GUNICORN_CMD_ARGS="--access-logformat '%(r)s %(s)s retry-of=%({x-retry-of}i)s'")
+    return application, log
+
+
+RETRIED = re.compile(r"POST /payment/initiate HTTP/1\.1 (?:200|503) retry-of=(pay_[0-9a-f]{24})$", re.M)
+FIRST = re.compile(r"POST /payment/initiate HTTP/1\.1 (?:200|503) retry-of=-$", re.M)
+
+
+def test_the_retrying_shopper_tries_again_at_once_with_x_retry_of(logged_app, tmp_path):
+    """Headless Locust, the retrying persona, against gunicorn in `audit` under a burst: its retries carry
+    X-Retry-Of with the failed try's payment id (read from gunicorn's access log) and are counted apart."""
+    application, log = logged_app
+    seen_before = len(_read(log))
     application.set_mode("audit")
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--config", "loadtest/locust.conf",
@@ -190,9 +202,8 @@ def test_the_retrying_shopper_tries_again_at_once_with_x_retry_of(own_app, tmp_p
             "--exit-code-on-error", "0"]
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    retried = re.compile(r"POST /payment/initiate HTTP/1\.1 200 retry-of=(pay_[0-9a-f]{24})$", re.M)
     try:
-        poll_until(lambda: proc.poll() is not None or len(retried.findall(_read(log))) >= 20, timeout=60)
+        poll_until(lambda: proc.poll() is not None or len(RETRIED.findall(_read(log)[seen_before:])) >= 20, timeout=60)
         proc.send_signal(signal.SIGTERM)
         err = proc.communicate(timeout=30)[1]
     finally:
@@ -201,16 +212,34 @@ def test_the_retrying_shopper_tries_again_at_once_with_x_retry_of(own_app, tmp_p
         application.reset()
         wait_drained(application.url)
     assert proc.returncode == 0, err[-2000:]
-    retries = retried.findall(_read(log))
-    firsts = re.findall(r"POST /payment/initiate HTTP/1\.1 200 retry-of=-$", _read(log), re.M)
+    lines = _read(log)[seen_before:]
+    retries, firsts = RETRIED.findall(lines), FIRST.findall(lines)
     assert len(retries) >= 20 and firsts, f"{len(retries)} retries, {len(firsts)} first tries"
     # Each retry names a payment that exists: the try that just failed.
     for payment_id in set(retries[:5]):
         assert requests.get(f"{application.url}/payment/{payment_id}", timeout=5).status_code == 200
     rows = {r["Name"]: r for r in _csv(out.with_name("run_stats.csv"))}
-    assert int(rows["/payment/initiate [retry]"]["Request Count"]) > 0
-    # At most two retries (three tries in all) per first try that failed.
-    assert int(rows["/payment/initiate [retry]"]["Request Count"]) <= 2 * int(rows["/payment/initiate"]["Request Count"])
+    retried = int(rows["/payment/initiate [retry]"]["Request Count"])
+    # Counted apart, and at most two retries (three tries in all) per first try.
+    assert 0 < retried <= 2 * int(rows["/payment/initiate"]["Request Count"])
+
+
+def test_the_traffic_tool_retries_too(logged_app):
+    application, log = logged_app
+    seen_before = len(_read(log))
+    application.set_mode("audit")
+    try:
+        done = subprocess.run([sys.executable, "-m", "loadtest.simulate", "10", "--duration", "4", "--retry", "3",
+                               "--host", application.url], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        application.reset()
+        wait_drained(application.url)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2, "the original's two summary lines, unchanged"
+    said = re.search(r"^retries: (\d+) \(up to 3 tries per checkout\)$", done.stderr, re.M)
+    retried = RETRIED.findall(_read(log)[seen_before:])
+    assert said and int(said.group(1)) == len(retried) > 0, (done.stderr[-500:], len(retried))
 
 
 def _read(path) -> str:

@@ -193,8 +193,10 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
         time.sleep(1)  # time enough for a wrongly auto-started run to show: nothing to poll for
         assert requests.get(ui + "/stats/requests", timeout=5).json()["state"] == "ready"  # not auto-started
         page = requests.get(ui + "/", timeout=5).text
-        assert re.search(r'"available_shape_classes": \["Default", "RushThenQuiet", "WorkshopRamp"\]', page)
-        assert '"num_users": 40' in page
+        assert re.search(r'"available_shape_classes": \["Default", "RushThenQuiet"\]', page)
+        # Start without typing is safe: the form opens at the load plan's healthy phase, think time and persona shown.
+        assert f'"num_users": {plans.load().healthy_users}' in page
+        assert re.search(r'"think_time": \{"choices": null, "default_value": 1\.0', page) and '"choices": ["shopper", "retrying"]' in page
 
         started = requests.post(ui + "/swarm", data={"user_count": 2, "spawn_rate": 2, "host": live.url,
                                                       "shape_class": "Default", "user_classes": "CheckoutUser",
@@ -210,32 +212,37 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
         assert stats["user_count"] == 2
         assert any(s["name"] == "/payment/verify-otp" and s["num_requests"] for s in stats["stats"]), stats
         requests.get(ui + "/stop", timeout=5)
+        # A healthy run leaves no warning in the Logs tab (a shape that ignored the form's users once did).
+        logs = requests.get(ui + "/logs", timeout=5).json()["master"]
+        assert any("All users spawned" in line for line in logs), logs
+        assert not [line for line in logs if "/WARNING/" in line or "/ERROR/" in line], logs
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
 
 
-def test_the_shapes_follow_the_load_plan_and_the_ramp_holds_its_last_stage():
+def test_the_rush_follows_the_load_plan_then_holds_the_quiet_count():
     # In a subprocess: importing locust monkey-patches this process for gevent (threads,
     # sockets, subprocesses), which would break every test after this one.
     script = """
 import json
-from loadtest.shapes import RushThenQuiet, WorkshopRamp
+from types import SimpleNamespace
+from loadtest.shapes import RushThenQuiet
 
-def at(shape_class, second):
-    shape = shape_class()
+def at(second, **options):
+    shape = RushThenQuiet()
+    shape.runner = SimpleNamespace(environment=SimpleNamespace(parsed_options=SimpleNamespace(**options)))
     shape.get_run_time = lambda: second
     return shape.tick()
 
-print(json.dumps({"ramp": [at(WorkshopRamp, s) for s in (0, 100, 200, 350, 3600)],
-                  "rush": [at(RushThenQuiet, s) for s in (30, 100, 600)]}))
+print(json.dumps({"rush": at(10), "quiet": at(31), "later": at(3600), "typed": at(40, users=3, num_users=2)}))
 """
-    out = subprocess.run([sys.executable, "-c", script], cwd=rig.ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], cwd=rig.ROOT, capture_output=True, text=True, timeout=60,
+                         env={**ENV, "LOCUST_RUSH_SECONDS": ""})
     assert out.returncode == 0, out.stderr
     ticks = json.loads(out.stdout.strip().splitlines()[-1])
     plan = plans.load()
-    assert [users for users, _ in ticks["ramp"]] == [1, plan.healthy_users, plan.subtle_users,
-                                                     plan.collapse_users, plan.collapse_users], \
-        "the ramp walks the plan's phases and keeps the collapse load until Stop"
-    assert ticks["rush"][0][0] == plan.rush_users and ticks["rush"][1] == [1, plan.rush_users]
-    assert ticks["rush"][2] is None, "the rush ends by itself"
+    assert ticks["rush"] == [plan.rush_users, plan.rush_users]
+    # After the rush: the quiet count, held until Stop (the form's number of users; the plan's healthy phase).
+    assert ticks["quiet"] == ticks["later"] == [plan.healthy_users, plan.rush_users]
+    assert ticks["typed"] == [3, plan.rush_users], "the number of users the form (or the console) sent"

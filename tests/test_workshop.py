@@ -70,10 +70,11 @@ def test_guide_has_runnable_blocks_for_every_step():
     blocks = [b for b in guide_blocks() if b.runnable]
     bodies = "\n".join(b.body for b in blocks)
     # The session's steps: the plan, each phase's load, flip, observe, diagnose, the experiments, reset.
-    for needle in ("/health", "loadtest.plan", "/swarm", '"mode": "audit"', "/metrics", ":9090/api/v1/query",
-                   '"reveal_traces": true', "annotationQuery=paygate.status%3Dotp_unavailable", "spanName=audit.drain",
-                   "E=audit-under-load", "E=audit-async-under-load", "E=loud-failures", "E=metastable-recovery",
-                   '"otp_timeout_ms": 1000', "/stop", "/admin/reset"):
+    for needle in ("/health", "loadtest.plan", "/admin/load", '"phase": "healthy"', '"phase": "subtle"',
+                   '"phase": "collapse"', '"phase": "rush"', '"persona": "retrying"', '"mode": "audit"', "/metrics",
+                   ":9090/api/v1/query", '"reveal_traces": true', "annotationQuery=paygate.status%3Dotp_unavailable",
+                   "spanName=audit.drain", "E=audit-under-load", "E=audit-async-under-load", "E=loud-failures",
+                   "E=metastable-recovery", '"otp_timeout_ms": 1000', '"phase": "stop"', "/admin/reset"):
         assert needle in bodies, f"no runnable block uses {needle}"
 
 
