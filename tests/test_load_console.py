@@ -151,6 +151,41 @@ def test_the_retrying_persona_runs_from_the_console(kit):
         put_load(application, phase="stop")
 
 
+def test_the_console_runs_a_phase_and_shows_it(kit):
+    """In Chromium at a projector's 1280×720: the token checked on entry, a phase started from the Load card,
+    the phase, its shoppers, persona and elapsed time on screen."""
+    from playwright.sync_api import expect, sync_playwright
+
+    application, ui = kit
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=rig.require("chromium"))
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(application.url + "/admin")
+            expect(page.locator("[data-users-of=subtle]")).to_have_text(f"{PLAN.subtle_users} shoppers")
+            page.fill("#token", "not-the-token")
+            page.press("#token", "Enter")
+            expect(page.locator("#token-state")).to_contain_text("Wrong token: the server refused it (HTTP 401)")
+            page.fill("#token", rig.TEST_TOKEN)
+            page.press("#token", "Enter")
+            expect(page.locator("#token-state")).to_contain_text("Token accepted by the server")
+            page.check("input[name=persona][value=retrying]")
+            page.click("[data-phase=subtle]")
+            expect(page.locator("#answer-title")).to_contain_text("Start subtle (retrying shoppers): done (HTTP 200)")
+            expect(page.locator("#load-now")).to_have_text("subtle")
+            expect(page.locator("#load-detail")).to_contain_text(f"{PLAN.subtle_users} retrying shoppers · running 0:0")
+            expect(page.locator("#load-locust")).to_contain_text(f"Locust: running, {PLAN.subtle_users} users")
+            expect(page.locator("[data-phase=subtle]")).to_have_attribute("aria-pressed", "true")
+            # The whole Load card is on the first screen, without scrolling.
+            box = page.locator("#load-title").locator("xpath=..").bounding_box()
+            assert box["y"] + box["height"] <= 720, box
+            if os.environ.get("PAYGATE_SCREENSHOTS") == "1":
+                page.screenshot(path=str(ROOT / "docs" / "admin-load.png"))
+        finally:
+            browser.close()
+            put_load(application, phase="stop")
+
+
 @pytest.fixture
 def silent_locust_port():
     """A port where something accepts connections and never answers: a hung Locust."""
