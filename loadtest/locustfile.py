@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 
 import gevent
-from flask import jsonify
+from flask import Response, jsonify, request
 from locust import HttpUser, events, task
 
 from loadtest import plan as plans
@@ -69,15 +69,44 @@ def _option(environment, name: str, default):
     return getattr(options, name, default) if options else default
 
 
+# Locust's start form keeps custom parameters in a folded section: this opens it once each time the form
+# appears, so the think time and the persona are in sight when Start is pressed (folding it again stays).
+OPEN_CUSTOM_PARAMETERS_JS = """
+const opened = new WeakSet();
+function openCustomParameters() {
+  for (const summary of document.querySelectorAll('[aria-expanded="false"]')) {
+    if (!opened.has(summary) && summary.textContent.trim() === "Custom parameters") {
+      opened.add(summary);
+      summary.click();
+    }
+  }
+}
+new MutationObserver(openCustomParameters).observe(document.body, { childList: true, subtree: true });
+openCustomParameters();
+"""
+
+
 @events.init.add_listener
-def _plan_route(environment, **_) -> None:
-    """GET /paygate/plan on the web UI: the load plan this Locust runs, for the facilitator console.
+def _web_ui_additions(environment, **_) -> None:
+    """The web UI's additions: GET /paygate/plan, the load plan this Locust runs, for the facilitator
+    console; and the start form's custom parameters (think time, persona) unfolded.
 
     The app's image holds no loadtest/ (and `make rehearse` writes the plan beside this file),
     so the console asks the Locust it drives for the shoppers of each phase.
     """
     if environment.web_ui is None:
         return  # a worker, or a headless run
+
+    @environment.web_ui.app.route("/paygate/open-parameters.js")
+    def open_parameters_js():
+        return Response(OPEN_CUSTOM_PARAMETERS_JS, mimetype="text/javascript")
+
+    @environment.web_ui.app.after_request
+    def _with_open_parameters(response):
+        if request.path == "/" and response.mimetype == "text/html" and response.status_code == 200:
+            page = response.get_data(as_text=True)
+            response.set_data(page.replace("</body>", '<script src="/paygate/open-parameters.js"></script></body>', 1))
+        return response
 
     @environment.web_ui.app.route("/paygate/plan")
     def paygate_plan():

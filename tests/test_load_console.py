@@ -186,6 +186,28 @@ def test_the_console_runs_a_phase_and_shows_it(kit):
             put_load(application, phase="stop")
 
 
+def test_locusts_start_form_opens_at_the_healthy_phase_with_the_think_time_in_sight(kit):
+    from playwright.sync_api import expect, sync_playwright
+
+    _, ui = kit
+    put_load(kit[0], phase="stop")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=rig.require("chromium"))
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(ui + "/")
+            if locust_stats(ui)["state"] != "ready":
+                page.get_by_role("button", name="New").click()  # after a run, the form opens from "New"
+            expect(page.locator("input[name=userCount]")).to_have_value(str(PLAN.healthy_users))
+            # The custom parameters are unfolded without a click: think time and persona in sight.
+            think = page.locator("input[name=thinkTime]")
+            expect(think).to_be_visible()
+            expect(think).to_have_value(f"{PLAN.think_seconds:g}")
+            expect(page.locator("select[name=persona]")).to_have_value("shopper")
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def silent_locust_port():
     """A port where something accepts connections and never answers: a hung Locust."""
