@@ -289,7 +289,8 @@ function renderLoad(state) {
   const retries = l.retries ? ` · ${l.retries} retries` : "";
   $("load-locust").textContent = `Locust: ${l.state}, ${l.user_count} users · ${l.requests} requests${failed}${retries}`;
   if (!state.matches_locust && state.phase) {
-    showLoadProblem(`Locust was changed in its own web UI since (it is ${l.state} with ${l.user_count} users): pick a phase to take over again.`);
+    // Someone pressed Stop, Start or Edit in Locust's own UI, or Locust could not start (no worker, under compose).
+    showLoadProblem(`Locust does not run what the console started: it is ${l.state} with ${l.user_count} users. Pick a phase again, or look at Locust's web UI.`);
   }
   for (const button of document.querySelectorAll("[data-phase]")) {
     button.setAttribute("aria-pressed", String(button.dataset.phase === state.phase));
