@@ -29,6 +29,9 @@ PHASES = ("healthy", "subtle", "collapse", "rush", "stop")
 PERSONAS = ("shopper", "retrying")
 # Locust's names: the user class of loadtest/locustfile.py, the rush's shape, the retries' row.
 USER_CLASS, RUSH_SHAPE, RETRY_ROW = "CheckoutUser", "RushThenQuiet", "/payment/initiate [retry]"
+# Locust's web UI caches /stats/requests for 2 s (locust.web.DEFAULT_CACHE_TIME): until then after a change,
+# whether Locust runs what the console started cannot be told.
+SETTLE_SECONDS = 3.0
 # Seconds to connect and for each read. A stop waits for Locust's users to end (its workers', under compose).
 READ_TIMEOUT = 3.0
 CONTROL_TIMEOUT = 8.0
@@ -81,7 +84,10 @@ class LocustClient:
     def plan(self) -> dict:
         """The load plan Locust runs (its /paygate/plan, served by the workshop's locustfile)."""
         plan = self._json("/paygate/plan")
-        if not isinstance(plan.get("phases"), dict):
+        phases = plan.get("phases")
+        numbers = [*(phases.get(p) for p in PHASES if p != "stop"), plan.get("think_seconds"), plan.get("rush_seconds"),
+                   plan.get("quiet_users")] if isinstance(phases, dict) else [None]
+        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers):
             raise LocustUnavailable(f"Locust at {self.url} serves no load plan: start it with loadtest/locustfile.py.",
                                     locust_url=self.url)
         return plan
@@ -178,7 +184,9 @@ class LoadPhases:
         if phase == "rush" and elapsed is not None:
             stage = "rush" if elapsed < plan["rush_seconds"] else "quiet"
             users = plan["phases"]["rush"] if stage == "rush" else plan["quiet_users"]
-        if phase in (None, "stop"):
+        if record.get("started_at") and self.clock() - record["started_at"] < SETTLE_SECONDS:
+            matches = None  # Locust's figures may still be from before the change
+        elif phase in (None, "stop"):
             matches = not running
         else:  # the phase's shoppers, or on their way there
             matches = running and (stats.get("state") == "spawning" or stats.get("user_count") == users)
@@ -188,7 +196,8 @@ class LoadPhases:
             "phase": phase, "persona": record.get("persona"), "users": users, "stage": stage,
             "started_at": record.get("started_at"), "elapsed_seconds": elapsed if phase != "stop" else None,
             "actor": record.get("actor"),
-            # False when someone pressed Stop, Start or Edit in Locust's own UI since: the console says so.
+            # False when someone pressed Stop, Start or Edit in Locust's own UI since (or Locust could not
+            # start): the console says so. None in the first seconds after a change.
             "matches_locust": matches,
             "locust": {"url": locust.url, "state": stats.get("state"), "user_count": stats.get("user_count", 0),
                        "requests": total.get("num_requests", 0), "failures": total.get("num_failures", 0),

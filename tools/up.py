@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Zipkin first (a JVM is slow to start; it comes up beside the app): it sets the app's span endpoint.
     tracing = start_tracing(env, CACHE, avoid={port, locust_port, prom_port, redis_port, app_port})
-    # The console's load phases drive the Locust started below.
-    env.setdefault("LOCUST_URL", f"http://127.0.0.1:{locust_port}")
+    # The console's load phases drive the Locust started below (never another one a shell variable names).
+    env["LOCUST_URL"] = f"http://127.0.0.1:{locust_port}"
     start("app", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
           extra_env={"BIND": f"127.0.0.1:{app_port}"} if haproxy else None)
     if haproxy:

@@ -288,7 +288,7 @@ function renderLoad(state) {
   const failed = l.requests ? ` · ${(100 * l.failures / l.requests).toFixed(1)} % failed` : "";
   const retries = l.retries ? ` · ${l.retries} retries` : "";
   $("load-locust").textContent = `Locust: ${l.state}, ${l.user_count} users · ${l.requests} requests${failed}${retries}`;
-  if (!state.matches_locust && state.phase) {
+  if (state.matches_locust === false) {
     // Someone pressed Stop, Start or Edit in Locust's own UI, or Locust could not start (no worker, under compose).
     showLoadProblem(`Locust does not run what the console started: it is ${l.state} with ${l.user_count} users. Pick a phase again, or look at Locust's web UI.`);
   }
