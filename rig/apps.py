@@ -107,8 +107,8 @@ class Kit(AdminClient):
 
 @contextlib.contextmanager
 def make_up(workdir: Path, token: str | None, extra_env: dict | None = None):
-    """Run tools/up.py as `make up` does, on free ports, its SQLite file and its .cache/ in `workdir`; yields
-    a Kit. `token` None: no ADMIN_TOKEN, so the kit uses (or first makes) the token kept in workdir/admin-token.
+    """Run tools/up.py as `make up` does, on free ports, its SQLite file and kept admin token in `workdir`;
+    yields a Kit. `token` None: no ADMIN_TOKEN, so the kit uses (or first makes) the token kept in workdir/admin-token.
 
     Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
     """
@@ -117,7 +117,8 @@ def make_up(workdir: Path, token: str | None, extra_env: dict | None = None):
              "ZIPKIN_PORT": free_port()}
     # Tracing off unless the test asks for it (TRACING in extra_env): a JVM per kit costs the two cores
     # tens of seconds, and only the tests of tracing look at it.
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "TRACING": "off", "PAYGATE_CACHE_DIR": str(workdir),
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "TRACING": "off",
+           "PAYGATE_ADMIN_TOKEN_FILE": str(workdir / "admin-token"),
            "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3"), **(extra_env or {})}
     env.pop("ADMIN_TOKEN", None)
     if token is not None:

@@ -54,7 +54,7 @@ def test_make_up_keeps_its_token_across_restarts_and_admin_token_overrides_it(tm
         # One banner: gunicorn, handed the token, prints none of its own that could disagree.
         assert kit.log.count("admin token") == 1, kit.log
         printed = subprocess.run([sys.executable, "tools/up.py", "--token"], cwd=ROOT, capture_output=True, text=True,
-                                 env={k: v for k, v in {**os.environ, "PAYGATE_CACHE_DIR": str(tmp_path)}.items()
+                                 env={k: v for k, v in {**os.environ, "PAYGATE_ADMIN_TOKEN_FILE": str(kept)}.items()
                                       if k != "ADMIN_TOKEN"}, timeout=60)
         assert printed.returncode == 0 and printed.stdout.strip() == token, printed
 

@@ -45,9 +45,9 @@ from app.config import ensure_shared_secrets, redact_url  # noqa: E402
 from app.lan import checkout_url  # noqa: E402
 from tools.tracing import start_tracing  # noqa: E402
 
-# PAYGATE_CACHE_DIR: another place for the kit's files (the tests give each kit its own).
-CACHE = Path(os.environ.get("PAYGATE_CACHE_DIR") or ROOT / ".cache")
-TOKEN_FILE = CACHE / "admin-token"
+CACHE = ROOT / ".cache"
+# PAYGATE_ADMIN_TOKEN_FILE: another place to keep the token (the tests give each kit its own).
+TOKEN_FILE = Path(os.environ.get("PAYGATE_ADMIN_TOKEN_FILE") or CACHE / "admin-token")
 
 
 def _port(name: str, default: int) -> int:
