@@ -75,7 +75,8 @@ env:
 	    lambda m: m.group(0) + secrets.token_urlsafe(24), open(".env.example").read()), end="")' $(ENV_SECRETS) > .env.tmp \
 	  && mv .env.tmp .env && echo "wrote .env, with fresh secrets: $(ENV_SECRETS)"; fi
 
-## up: the kit on :8000 (in-process MongoDB/Redis unless MONGO_URL/REDIS_URL), Locust on :8089
+## up: the kit on :8000 (SQLite file, redis-server when installed; MONGO_URL/REDIS_URL for your own), Locust on :8089,
+## Prometheus on :9090 and Zipkin on :9411 when installed
 up: venv
 	@$(PY) tools/up.py
 
