@@ -28,11 +28,17 @@ def gunicorn(workdir: Path, mongo_url: str | None, redis_url: str, workers: int 
     (its store and Redis both answer).
 
     Without `mongo_url` the app keeps its payments in a SQLite file in `workdir` (the embedded default).
+    Tracing is on only with an OTEL_EXPORTER_ZIPKIN_ENDPOINT (or TRACING) in `extra_env`.
     """
     port = port or free_port()
     store = {"MONGO_URL": mongo_url} if mongo_url else {"MONGO_URL": "", "PAYGATE_SQLITE_PATH": str(workdir / "paygate.sqlite3")}
+    # Tracing costs CPU on every request (bench/RESULTS.md, section h): an app traces when it has a Zipkin
+    # to export to (the tests of traces give it theirs) or is told to, so the timing tests of the modes
+    # measure the modes, on two cores that four test processes share.
+    tracing = "on" if (extra_env or {}).get("OTEL_EXPORTER_ZIPKIN_ENDPOINT") else "off"
     env = {
         **store,
+        "TRACING": tracing,
         "REDIS_URL": redis_url,
         "ADMIN_TOKEN": TEST_TOKEN,
         "PAYGATE_SECRET_KEY": TEST_SECRET,

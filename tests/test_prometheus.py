@@ -179,7 +179,8 @@ def burst(stack):
     out = {}
     with load(app.url, ORIGINAL_THREADS, ORIGINAL_THINK_S) as original:
         # Prometheus has a success ratio and a ready p95 of `original`, and the board figures for it.
-        assert poll_until(lambda: _values(prom.query(success)) and _values(prom.query(p95))
+        # Finite: a ratio of two rates is NaN (0/0) until two scrapes differ, and a NaN is no baseline.
+        assert poll_until(lambda: _finite(prom.query(success)) and _finite(prom.query(p95))
                           and _board(app.url)["current"]["ready_p95_ms"] is not None, timeout=30, every=0.5)
         out["original_end"] = time.time()
         out["board_original"] = _board(app.url)
@@ -205,6 +206,12 @@ def burst(stack):
 
 def _values(result: list[dict]) -> list[float]:
     return [float(r["value"][1]) for r in result]
+
+
+def _finite(result: list[dict]) -> list[float]:
+    """The values, when there are some and all are numbers (not NaN or infinite); else []."""
+    values = _values(result)
+    return values if values and all(math.isfinite(v) for v in values) else []
 
 
 def test_prometheus_loaded_our_alert_rules(stack):
