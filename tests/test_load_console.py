@@ -114,9 +114,11 @@ def test_the_rush_drops_to_the_quiet_count_by_itself(kit):
             return seen[-1] == PLAN.healthy_users and PLAN.rush_users in seen
         assert poll_until(quiet, timeout=RUSH_SECONDS + 30, every=0.5), \
             f"the rush of {PLAN.rush_users} never dropped to {PLAN.healthy_users}: {seen}"
-        state = requests.get(application.url + "/admin/load", timeout=5).json()
+        # Stopping the rush's extra shoppers is Locust's "spawning" state for a moment, then "running".
+        state = poll_until(lambda: (st := requests.get(application.url + "/admin/load", timeout=5).json())
+                           ["locust"]["state"] == "running" and st, timeout=15, every=0.5)
+        assert state, "Locust never settled to running at the quiet count"
         assert (state["phase"], state["stage"], state["users"]) == ("rush", "quiet", PLAN.healthy_users)
-        assert state["locust"]["state"] == "running"
     finally:
         put_load(application, phase="stop")
         wait_drained(application.url)

@@ -96,6 +96,9 @@ function showStatus(text, stale) {
 }
 
 async function poll() {
+  // A steady cadence from each poll's start, not a pause after it: the fetch and the drawing take
+  // their time too, and on a busy machine a pause after them left the board two seconds behind a flip.
+  const started = performance.now();
   const { status, data } = await api("GET", "/board/data", { timeoutMs: 3000 });
   if (status === 200) {
     latest = data;
@@ -110,7 +113,7 @@ async function poll() {
     if (data.mode) renderMode(data);
     showStatus("▲ Board figures unavailable: " + (data.message || data.error) + " Retrying…", true);
   }
-  setTimeout(poll, POLL_MS);
+  setTimeout(poll, Math.max(0, POLL_MS - (performance.now() - started)));
 }
 
 window.addEventListener("resize", () => { if (latest) draw(latest); });
