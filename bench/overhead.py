@@ -23,6 +23,10 @@ import rig
 from . import cpu, stack, wrk
 
 WARMUP_S = 2
+# A workshop's Zipkin has run for minutes before anyone measures it: its JVM has compiled its hot
+# paths. A fresh one spends its first seconds of spans compiling them (the traced rounds' ratios rose
+# 0.26, 0.30, 0.34 in turn without this): traced checkouts for this long first, unmeasured.
+ZIPKIN_WARMUP_S = 20
 # wrk opens its connections all at once, and a keep-alive connection stays with the gunicorn worker
 # that accepted it: in about half the runs measured, one worker took all 40 and the other idled,
 # which halves the throughput of stub and kit alike (one GIL). Such a run measures the accept race,
@@ -92,6 +96,9 @@ def compare(setup: stack.Setup, seconds: float = 15, connections: int = 40, roun
     frames: dict[str, list] = {}
     zipkin = rig.zipkin(rig.temp_dir("bench-zipkin"), caps=rig.ZipkinCaps(max_spans=120_000, heap_mib=224)).start(timeout=180)
     try:
+        with stack.app(setup.mongo_url, setup.redis_url, f"{setup.name}_zipkin_warmup", workers=setup.workers,
+                       extra_env={"OTEL_EXPORTER_ZIPKIN_ENDPOINT": zipkin.spans_endpoint}) as application:
+            wrk.run(application.url, ZIPKIN_WARMUP_S, connections)
         for round_no in range(rounds):
             for label, wsgi, env in TARGETS:
                 if label == "traced":

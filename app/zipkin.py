@@ -1,0 +1,118 @@
+"""Spans to Zipkin: its JSON v2 format, encoded lean, posted in batches.
+
+OpenTelemetry's own Zipkin exporter spent more of a worker's CPU encoding a span
+than the SDK spent making it (bench/RESULTS.md, section h: `iterencode` was the
+traced kit's busiest frame), and wrote into every span what tells the room
+nothing: four instrumentation-scope tags, the resource's tags, and each event as
+a JSON blob (`{"deadline passed …": {}}`) instead of its sentence. This one
+writes what Zipkin's UI shows and a participant reads: ids, name, kind, times,
+the span's own attributes as tags, its status as `error`, its events as
+annotations in plain words; and a span's leaves (the store's calls, recorded
+cheaply by app/tracing.py's `spanned`) as child spans of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import requests
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, StatusCode
+
+from .tracing import LEAVES
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+
+KINDS = {SpanKind.SERVER: "SERVER", SpanKind.CLIENT: "CLIENT", SpanKind.PRODUCER: "PRODUCER",
+         SpanKind.CONSUMER: "CONSUMER"}  # INTERNAL has no Zipkin kind: the field is left out
+# Zipkin's UI shows a tag in one line; OpenTelemetry's exporter cuts at the same length.
+MAX_TAG = 128
+
+
+def encode(spans: Sequence[ReadableSpan], service: str) -> bytes:
+    """The spans as one Zipkin JSON v2 list (timestamps and durations in microseconds)."""
+    endpoint = {"serviceName": service}
+    out = []
+    for span in spans:
+        ctx, start, attributes = span.context, span.start_time, span.attributes  # (a new view per access)
+        row = {"traceId": f"{ctx.trace_id:032x}", "id": f"{ctx.span_id:016x}", "name": span.name,
+               # Zipkin reads a zero duration as "unknown": a span always lasted at least 1 µs.
+               "timestamp": start // 1000, "duration": max(1, (span.end_time - start) // 1000),
+               "localEndpoint": endpoint}
+        if span.parent is not None:
+            row["parentId"] = f"{span.parent.span_id:016x}"
+        kind = KINDS.get(span.kind)
+        if kind:
+            row["kind"] = kind
+        tags = {key: tag(value) for key, value in attributes.items() if key != LEAVES} if attributes else {}
+        if span.status.status_code is StatusCode.ERROR:
+            # Zipkin's UI marks a span red by its `error` tag, and shows the description as its value.
+            tags["error"] = (span.status.description or "error")[:MAX_TAG]
+        if tags:
+            row["tags"] = tags
+        if span.events:
+            row["annotations"] = [{"timestamp": event.timestamp // 1000, "value": annotation(event)}
+                                  for event in span.events]
+        out.append(row)
+        if attributes and LEAVES in attributes:
+            out.extend(leaf_rows(attributes[LEAVES], row))
+    return json.dumps(out, separators=(",", ":")).encode()
+
+
+def leaf_rows(leaves: Sequence[str], parent: dict) -> list[dict]:
+    """The parent's leaves (`name start_ns end_ns [error]`, app/tracing.py's spanned) as its child spans."""
+    rows = []
+    for leaf in leaves:
+        name, start, end, *failed = leaf.split(" ")
+        start_us = int(start) // 1000
+        row = {"traceId": parent["traceId"], "id": f"{random.getrandbits(64) or 1:016x}", "parentId": parent["id"],
+               "name": name, "timestamp": start_us, "duration": max(1, int(end) // 1000 - start_us),
+               "localEndpoint": parent["localEndpoint"]}
+        if failed:
+            row["tags"] = {"error": failed[0]}
+        rows.append(row)
+    return rows
+
+
+def tag(value) -> str:
+    """An attribute as a Zipkin tag: a string, cut to MAX_TAG (lists as JSON, booleans lower case)."""
+    if isinstance(value, str):
+        return value[:MAX_TAG]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(list(value), separators=(",", ":"))[:MAX_TAG]
+
+
+def annotation(event: Event) -> str:
+    """An event as Zipkin shows it on the timeline: its name, then its attributes (an exception's
+    type and message) as `key=value`."""
+    if not event.attributes:
+        return event.name
+    details = " ".join(f"{key}={tag(value)}" for key, value in event.attributes.items()
+                       if key != "exception.stacktrace")  # the stack is for logs, not a timeline label
+    return f"{event.name}: {details}"
+
+
+class ZipkinExporter(SpanExporter):
+    """POSTs each batch to Zipkin's /api/v2/spans; a refusal or an unreachable Zipkin is a FAILURE
+    (the caller counts and logs it). One keep-alive session: a batch a second per worker."""
+
+    def __init__(self, endpoint: str, service: str, timeout_s: float):
+        self.endpoint, self.service, self.timeout_s = endpoint, service, timeout_s
+        self._session = requests.Session()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Send one batch; raises what requests raises when Zipkin is down or hung past the timeout."""
+        r = self._session.post(self.endpoint, data=encode(spans, self.service), timeout=self.timeout_s,
+                               headers={"Content-Type": "application/json"})
+        return SpanExportResult.SUCCESS if r.ok else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        """Close the session's connection."""
+        self._session.close()
