@@ -77,9 +77,12 @@ def test_original_checkout_trace_shows_two_quick_writes(traced, zipkin):
     assert write["parentId"] == request["id"] and wait["parentId"] == request["id"]
     assert 2 * W <= ms(write) < 2 * W + 150, ms(write)  # 2w, and nothing near the deadline
     assert "error" not in wait["tags"]
-    # The store's own calls: hand-written spans on SQLite, inside the write.
-    names = {s["name"] for s in spans}
-    assert {"sqlite.insert_intent", "sqlite.mark_awaiting_otp", "sqlite.attach_otp"} <= names
+    # The store's own calls: leaves on SQLite, spans in Zipkin, inside the write.
+    parents = {s["name"]: s["parentId"] for s in spans if s["name"].startswith("sqlite.")}
+    assert parents == {"sqlite.insert_intent": write["id"], "sqlite.mark_awaiting_otp": write["id"],
+                       "sqlite.attach_otp": request["id"]}, parents
+    for leaf in (one(spans, name) for name in parents):
+        assert write["timestamp"] <= leaf["timestamp"] <= end_ms(request) * 1000, leaf
 
 
 def test_audit_burst_trace_shows_the_wait_cut_while_the_write_goes_on(traced, zipkin):
