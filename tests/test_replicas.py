@@ -115,13 +115,10 @@ def test_per_replica_metrics_and_the_board_add_up_to_the_room(fresh):
     assert _board_outcomes(room.url) == sum(_otp_outcomes(replica.url) for replica in room.replicas)
 
 
-def test_the_audit_contention_counts_writes_on_every_replica(fresh):
-    """The lesson survives scaling out: n (writes in flight) is room-wide, so a burst spread over three
-    replicas waits as n = the whole burst, not n = one replica's share."""
-    room, n = fresh, 9
-    room.set_mode("audit")
-    assert all(no_writes_in_flight(replica.url) for replica in room.replicas)
-    knobs = room.knobs()
+def _audit_burst(room: rig.Room, n: int, board_inflight: list[int]) -> tuple[float, Counter, list[dict]]:
+    """n simultaneous initiates through the balancer in `audit`: their mean ready time (ms, from every
+    replica's histogram, so the ones that missed the deadline count too) and the replicas that served
+    them, and the answers. One replica's board is sampled into board_inflight while the burst runs."""
     ready = "paygate_payment_ready_seconds"
 
     def ready_totals(url: str) -> tuple[float, float]:
@@ -129,9 +126,8 @@ def test_the_audit_contention_counts_writes_on_every_replica(fresh):
         return (total(families, ready, sample=ready + "_sum", mode="audit"),
                 total(families, ready, sample=ready + "_count", mode="audit"))
 
+    assert all(no_writes_in_flight(replica.url) for replica in room.replicas)
     before = [ready_totals(replica.url) for replica in room.replicas]
-    # The board of one replica, sampled while the burst runs: its writes in flight are the room's.
-    board_inflight: list[int] = []
     stop = threading.Event()
 
     def watch_board() -> None:
@@ -151,20 +147,39 @@ def test_the_audit_contention_counts_writes_on_every_replica(fresh):
         watcher.join()
         for session in sessions:
             session.close()
-    bodies = [r.json() for r in responses]
-    served = _replicas_of(room, responses)
-    # The silent failure, room-wide: 200, no OTP, the shopper's message.
     assert [r.status_code for r in responses] == [200] * n
-    assert {b["status"] for b in bodies} == {"otp_unavailable"}, bodies
-    assert len(served) == REPLICAS and max(served.values()) < n, served
     after = [ready_totals(replica.url) for replica in room.replicas]
     seconds = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
     writes = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
     assert writes == n
-    mean_ms, room_model = 1000 * seconds / writes, ready_model_ms(knobs, "audit", n)
-    one_replica_model = ready_model_ms(knobs, "audit", max(served.values()))
-    assert abs(mean_ms - room_model) <= 0.25 * room_model, (mean_ms, room_model, served)
-    assert mean_ms > one_replica_model + 2 * knobs["contention_ms_per_write"], (mean_ms, one_replica_model)
+    return 1000 * seconds / writes, _replicas_of(room, responses), [r.json() for r in responses]
+
+
+def test_the_audit_contention_counts_writes_on_every_replica(fresh):
+    """The lesson survives scaling out: n (writes in flight) is room-wide, so a burst spread over three
+    replicas waits n·c with n = the whole burst, not n = one replica's share.
+
+    The wait is read against the same burst with no contention (contention_ms_per_write 0): what the
+    real database takes for the burst's 54 writes on the shared cores (hundreds of ms on a busy machine,
+    outside SPEC's model) is in both and cancels out."""
+    room, n = fresh, 9
+    room.set_mode("audit")
+    knobs = room.knobs()
+    c = knobs["contention_ms_per_write"]
+    room.patch_knobs(contention_ms_per_write=0)
+    baseline_ms, _, _ = _audit_burst(room, n, [])
+    assert baseline_ms >= 0.95 * ready_model_ms(knobs, "audit", n=0), baseline_ms  # 4w + 2a at the least
+    room.patch_knobs(contention_ms_per_write=c)
+    board_inflight: list[int] = []
+    mean_ms, served, bodies = _audit_burst(room, n, board_inflight)
+    # The silent failure, room-wide: 200, no OTP, the shopper's message.
+    assert {b["status"] for b in bodies} == {"otp_unavailable"}, bodies
+    assert len(served) == REPLICAS and max(served.values()) < n, served
+    waited = mean_ms - baseline_ms
+    # The burst's writes are all in flight when they reach the wait (each has passed an audit delay first).
+    assert abs(waited - n * c) <= 0.25 * n * c, (waited, mean_ms, baseline_ms, served)
+    assert waited > (max(served.values()) + 2) * c, (waited, served)  # more than one replica's share
+    # One replica's board shows the room's writes in flight.
     assert max(board_inflight) > served[0], (board_inflight, served)
 
 
