@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,7 +36,6 @@ from . import metrics
 if TYPE_CHECKING:
     from flask import Flask
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExportResult
 
     from .config import Settings
 
@@ -153,33 +152,9 @@ def _process_provider(settings: Settings) -> TracerProvider:
 
 
 def _bounded_export(endpoint: str, service: str):
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from .zipkin import ZipkinExporter
-
-    class CountingExporter(SpanExporter):
-        """The Zipkin exporter, with a failed batch counted as dropped and logged at most once a minute."""
-
-        def __init__(self):
-            self._inner = ZipkinExporter(endpoint, service, timeout_s=EXPORT_TIMEOUT_S)
-            self._warned_at = float("-inf")
-
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            try:
-                result = self._inner.export(spans)
-            except Exception as err:  # Zipkin stopped, hung past the timeout, or unreachable
-                result, reason = SpanExportResult.FAILURE, f"{type(err).__name__}: {err}"
-            else:
-                reason = "Zipkin refused the batch"
-            if result is not SpanExportResult.SUCCESS:
-                metrics.TRACE_SPANS_DROPPED.inc(len(spans))
-                if time.monotonic() - self._warned_at > WARN_EVERY_S:
-                    self._warned_at = time.monotonic()
-                    log.warning("traces not exported to %s (%s); spans are dropped until it answers", endpoint, reason)
-            return result
-
-        def shutdown(self) -> None:
-            self._inner.shutdown()
 
     class BoundedBatch(BatchSpanProcessor):
         """The SDK's batch processor (a deque of MAX_QUEUE, oldest dropped), with its drops counted."""
@@ -194,7 +169,8 @@ def _bounded_export(endpoint: str, service: str):
             # Send what is queued, but never longer than FLUSH_ON_STOP_MS (the SDK waits 30 s).
             self._batch_processor.shutdown(timeout_millis=FLUSH_ON_STOP_MS)
 
-    return BoundedBatch(CountingExporter(), max_queue_size=MAX_QUEUE, max_export_batch_size=BATCH,
+    exporter = ZipkinExporter(endpoint, service, timeout_s=EXPORT_TIMEOUT_S, warn_every_s=WARN_EVERY_S)
+    return BoundedBatch(exporter, max_queue_size=MAX_QUEUE, max_export_batch_size=BATCH,
                         schedule_delay_millis=EXPORT_EVERY_MS)
 
 

@@ -14,7 +14,9 @@ cheaply by app/tracing.py's `spanned`) as child spans of their own.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,10 +24,13 @@ import requests
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
+from . import metrics
 from .tracing import LEAVES
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Event, ReadableSpan
+
+log = logging.getLogger("paygate.tracing")
 
 KINDS = {SpanKind.SERVER: "SERVER", SpanKind.CLIENT: "CLIENT", SpanKind.PRODUCER: "PRODUCER",
          SpanKind.CONSUMER: "CONSUMER"}  # INTERNAL has no Zipkin kind: the field is left out
@@ -100,18 +105,31 @@ def annotation(event: Event) -> str:
 
 
 class ZipkinExporter(SpanExporter):
-    """POSTs each batch to Zipkin's /api/v2/spans; a refusal or an unreachable Zipkin is a FAILURE
-    (the caller counts and logs it). One keep-alive session: a batch a second per worker."""
+    """POSTs each batch to Zipkin's /api/v2/spans. A batch Zipkin refuses, or cannot take (stopped,
+    hung past the timeout, unreachable), is dropped: counted in paygate_trace_spans_dropped_total
+    and logged at most once per warn_every_s. One keep-alive session: a batch a second per worker."""
 
-    def __init__(self, endpoint: str, service: str, timeout_s: float):
-        self.endpoint, self.service, self.timeout_s = endpoint, service, timeout_s
+    def __init__(self, endpoint: str, service: str, timeout_s: float, warn_every_s: float):
+        self.endpoint, self.service, self.timeout_s, self.warn_every_s = endpoint, service, timeout_s, warn_every_s
         self._session = requests.Session()
+        self._warned_at = float("-inf")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Send one batch; raises what requests raises when Zipkin is down or hung past the timeout."""
-        r = self._session.post(self.endpoint, data=encode(spans, self.service), timeout=self.timeout_s,
-                               headers={"Content-Type": "application/json"})
-        return SpanExportResult.SUCCESS if r.ok else SpanExportResult.FAILURE
+        """Send one batch; SUCCESS once Zipkin has taken it, else FAILURE with the batch counted as dropped."""
+        try:
+            r = self._session.post(self.endpoint, data=encode(spans, self.service), timeout=self.timeout_s,
+                                   headers={"Content-Type": "application/json"})
+        except Exception as err:  # Zipkin stopped, hung past the timeout, or unreachable
+            reason = f"{type(err).__name__}: {err}"
+        else:
+            if r.ok:
+                return SpanExportResult.SUCCESS
+            reason = f"Zipkin refused the batch with HTTP {r.status_code}"
+        metrics.TRACE_SPANS_DROPPED.inc(len(spans))
+        if time.monotonic() - self._warned_at > self.warn_every_s:
+            self._warned_at = time.monotonic()
+            log.warning("traces not exported to %s (%s); spans are dropped until it answers", self.endpoint, reason)
+        return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         """Close the session's connection."""
