@@ -95,7 +95,7 @@ def compare(setup: stack.Setup, seconds: float = 15, connections: int = 40, roun
     """
     runs: dict[str, list[dict]] = {label: [] for label, _, _ in TARGETS}
     frames: dict[str, list] = {}
-    zipkin = rig.zipkin(rig.temp_dir("bench-zipkin"), caps=WORKSHOP_CAPS).start(timeout=180)  # make up's caps
+    zipkin = rig.zipkin(rig.temp_dir("bench-zipkin"), caps=WORKSHOP_CAPS).start()  # make up's caps
     try:
         with stack.app(setup.mongo_url, setup.redis_url, f"{setup.name}_zipkin_warmup", workers=setup.workers,
                        extra_env={"OTEL_EXPORTER_ZIPKIN_ENDPOINT": zipkin.spans_endpoint}) as application:

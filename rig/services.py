@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import redis
 from pymongo import MongoClient
@@ -170,14 +171,17 @@ class Service:
     answers: Callable[[int], bool]  # the protocol probe: True once the server answers on `port`
     env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    # How long a start may take, unless the caller says: every start of the service, its restarts
+    # after a fault included. A slow starter (a JVM) says more.
+    START_TIMEOUT_S: ClassVar[float] = 30.0
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
 
-    def start(self, timeout: float = 30.0) -> Service:
+    def start(self, timeout: float | None = None) -> Service:
         """Start the process and wait until it answers its own protocol (RuntimeError with its log tail if it
-        exits first or never answers within `timeout`)."""
+        exits first or never answers within `timeout`, by default the service's START_TIMEOUT_S)."""
         return self.launch().wait_ready(timeout)
 
     def launch(self) -> Service:
@@ -190,9 +194,10 @@ class Service:
         log.close()
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> Service:
+    def wait_ready(self, timeout: float | None = None) -> Service:
         """Wait until the launched process answers its own protocol; stopped, and RuntimeError with its log tail,
-        if it exits first or never answers within `timeout`."""
+        if it exits first or never answers within `timeout` (by default START_TIMEOUT_S)."""
+        timeout = self.START_TIMEOUT_S if timeout is None else timeout
         # Ours and answering: a free port can be taken by another process between free_port() and the bind,
         # and a probe answered by that one would pass for this service.
         ours = lambda: listener_pid(self.port, self.proc.pid) is not None  # noqa: E731
@@ -234,7 +239,7 @@ class Service:
         finally:
             self.start()
 
-    def restart(self, timeout: float = 30.0) -> Service:
+    def restart(self, timeout: float | None = None) -> Service:
         """Stop, then start again on the same port."""
         self.stop()
         return self.start(timeout)

@@ -95,6 +95,10 @@ def answers_zipkin(port: int) -> bool:
 class Zipkin(Service):
     """A running Zipkin: where the app sends its spans, where the API and the UI are."""
 
+    # A JVM on two busy cores takes seconds to tens of seconds to answer, a restart after a fault too
+    # (30 s was measured too short for one in a full test run).
+    START_TIMEOUT_S = 180.0
+
     @property
     def url(self) -> str:
         """The base URL on loopback: /api/v2/..., /health."""
@@ -113,8 +117,8 @@ class Zipkin(Service):
 
 def zipkin(workdir: Path, port: int | None = None, host: str = "127.0.0.1", caps: ZipkinCaps = TEST_CAPS) -> Zipkin:
     """Zipkin from the fetched jar on host:port (a free loopback port by default), in-memory storage
-    capped by `caps`; MissingService without java or the jar. `Service.start()` it (give it time:
-    a JVM on a busy two-core machine takes seconds to tens of seconds)."""
+    capped by `caps`; MissingService without java or the jar. `Service.start()` it (it waits up to
+    Zipkin.START_TIMEOUT_S)."""
     port = port or free_port()
     return Zipkin("zipkin", zipkin_argv(port, host, caps), port, workdir, answers_zipkin, env=zipkin_env(caps))
 

@@ -57,8 +57,8 @@ def mongo_service():
 def zipkin():
     """Zipkin (rig.Zipkin: .url, .spans_endpoint for OTEL_EXPORTER_ZIPKIN_ENDPOINT, .ui_url for
     TRACES_UI_URL) from its jar on a free port, in-memory storage, for the whole session; ready
-    once /health says UP. A JVM on two busy cores takes a while to start: hence the long wait."""
-    svc = rig.zipkin(rig.temp_dir("zipkin")).start(timeout=180)
+    once /health says UP, within Zipkin.START_TIMEOUT_S (a JVM on two busy cores is slow to start)."""
+    svc = rig.zipkin(rig.temp_dir("zipkin")).start()
     yield svc
     svc.stop()
 

@@ -219,7 +219,7 @@ def test_no_card_data_in_any_stored_span(traced, zipkin):
 @pytest.fixture
 def doomed_zipkin():
     """A Zipkin of the test's own, to stop or hang; gone after the test."""
-    svc = rig.zipkin(rig.temp_dir("zipkin-doomed")).start(timeout=180)
+    svc = rig.zipkin(rig.temp_dir("zipkin-doomed")).start()
     yield svc
     svc.stop()
 
