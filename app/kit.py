@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -18,6 +19,8 @@ from .payments import PaymentService
 from .runtime import RuntimeState
 from .store import AuditDrainer
 from .sync import SyncLoop
+
+log = logging.getLogger("paygate.kit")
 
 
 @dataclass
@@ -40,7 +43,9 @@ class Kit:
     def close(self) -> None:
         """Graceful stop: finish writes in progress, flush the audit outboxes and the board's counts."""
         self.payments.shutdown()
-        self.drainer.stop()
+        left = self.drainer.stop()
+        if left:  # not lost: the records wait in the outboxes, and a live worker's sweep copies them
+            log.warning("graceful stop: %d intents' audit records left in the outbox for a sweep", left)
         self.sync.stop()
         self.backends.store.close()
         tracing.close()  # last: the writes and drains above end spans of their own

@@ -85,4 +85,4 @@ def test_graceful_stop_flushes_audit_outboxes(own_app, mongo_url):
     db = MongoClient(mongo_url, serverSelectionTimeoutMS=3000)[app.db_name]
     assert db.audit_logs.count_documents({"payment_id": {"$in": ids}}) < 2 * len(ids), "nothing left to flush"
     app.service.stop()  # SIGTERM: graceful
-    assert db.audit_logs.count_documents({"payment_id": {"$in": ids}}) == 2 * len(ids)
+    assert db.audit_logs.count_documents({"payment_id": {"$in": ids}}) == 2 * len(ids), app.service.log_tail()
