@@ -98,7 +98,7 @@ rehearse: venv
 ## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus, Zipkin and Chromium
 test: venv services ferretdb wrk helm zipkin
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## bench: the benchmark; writes bench/RESULTS.md (all but the soak block)
 bench: bench-venv services ferretdb wrk

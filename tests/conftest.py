@@ -31,8 +31,19 @@ def pytest_collection_modifyitems(config, items):
         if not kinds:  # unmarked
             item.add_marker(pytest.mark.services)
     # Longest first: under `make test`'s parallel workers (pytest-xdist, one module per worker at a
-    # time) a long module started last would keep the whole run waiting on it alone.
+    # time, in this order: --no-loadscope-reorder) a long module started last would keep the whole
+    # run waiting on it alone.
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A `timing` test runs (fixtures included) with the cores to itself, a `long` one (it mostly
+    waits on a kit under bounded load) beside anything, every other test shares the cores."""
+    if item.get_closest_marker("long"):
+        return (yield)
+    with rig.cores(alone=item.get_closest_marker("timing") is not None):
+        return (yield)
 
 
 def _session_service(start):

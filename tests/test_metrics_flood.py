@@ -32,6 +32,7 @@ def app(own_app):
     return application
 
 
+@pytest.mark.timing
 def test_a_scrape_flood_leaves_checkouts_whole_and_fast(app):
     stop = time.monotonic() + SECONDS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 from pymongo import MongoClient
 
@@ -23,6 +24,7 @@ def _burst(url: str, n: int) -> list[dict]:
     return [r.json() for r in responses]
 
 
+@pytest.mark.timing
 def test_original_serves_40_simultaneous_checkouts(own_app):
     app = own_app("modes")
     # An app of its own: the session's shared app holds thousands of payments by
@@ -42,6 +44,7 @@ def test_original_serves_40_simultaneous_checkouts(own_app):
     assert tries[-1] == 40, f"OTPs issued within 400 ms per burst of 40: {tries}"
 
 
+@pytest.mark.timing
 def test_audit_lone_request_matches_the_model(live):
     live.set_mode("audit")
     assert no_writes_in_flight(live.url)
@@ -66,6 +69,7 @@ def test_audit_burst_of_10_fails_some_otps_silently(live):
         assert status["status"] == "awaiting_otp"
 
 
+@pytest.mark.timing
 def test_audit_async_is_fast_and_loses_no_audit_record(live, live_db):
     live.set_mode("audit-async")
     results = _burst(live.url, 20)

@@ -155,6 +155,7 @@ def _audit_burst(room: rig.Room, n: int, board_inflight: list[int]) -> tuple[flo
     return 1000 * seconds / writes, _replicas_of(room, responses), [r.json() for r in responses]
 
 
+@pytest.mark.timing
 def test_the_audit_contention_counts_writes_on_every_replica(fresh):
     """The lesson survives scaling out: n (writes in flight) is room-wide, so a burst spread over three
     replicas waits n·c with n = the whole burst, not n = one replica's share.

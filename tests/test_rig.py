@@ -160,3 +160,40 @@ def test_zipkin_is_ready_on_loopback_and_stores_what_it_is_sent(zipkin):
     assert [t[0]["traceId"] for t in found] == [trace_id], "the failed, slow checkout, and only it"
     assert not stored("traces", serviceName=service, annotationQuery="paygate.status=otp_unavailable",
                       minDuration=500_000, lookback=600_000), "minDuration is in microseconds"
+
+
+@pytest.mark.unit
+def test_the_cores_lock_lets_sharers_together_and_a_lone_holder_in_before_later_sharers(monkeypatch):
+    """Sharers hold the cores together; a test that wants them alone waits for the sharers inside,
+    and a sharer that comes after it waits behind it (so a stream of sharers cannot keep it out)."""
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", f"lock-test-{os.getpid()}-{time.monotonic_ns()}")
+    order: list[str] = []
+    first_in, release_first = threading.Event(), threading.Event()
+
+    def hold(name: str, alone: bool, until: threading.Event | None = None, entered: threading.Event | None = None):
+        with rig.cores(alone=alone):
+            order.append(f"{name} in")
+            if entered:
+                entered.set()
+            if until:
+                assert until.wait(10)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=hold, args=("sharer 1", False, release_first, first_in))
+    first.start()
+    assert first_in.wait(10)
+    with rig.cores(alone=False):  # a second sharer gets in beside the first at once
+        order.append("sharer 2 in")
+        order.append("sharer 2 out")
+    lone = threading.Thread(target=hold, args=("alone", True))
+    lone.start()
+    time.sleep(0.3)  # time to get in, which "alone" must not while sharer 1 holds the cores
+    later = threading.Thread(target=hold, args=("sharer 3", False))
+    later.start()
+    time.sleep(0.3)  # nor sharer 3: it queues behind "alone"
+    assert "sharer 3 in" not in order and "alone in" not in order
+    release_first.set()
+    for thread in (first, lone, later):
+        thread.join(10)
+    assert order == ["sharer 1 in", "sharer 2 in", "sharer 2 out", "sharer 1 out",
+                     "alone in", "alone out", "sharer 3 in", "sharer 3 out"]

@@ -224,6 +224,7 @@ def doomed_zipkin():
     svc.stop()
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("fault", ["stop", "hang"])
 def test_zipkin_down_or_hung_costs_checkouts_nothing(own_app, doomed_zipkin, fault):
     """Spans are dropped and counted; `original` keeps its OTPs and its ready times; a worker's
