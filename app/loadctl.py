@@ -26,7 +26,7 @@ from .errors import AppError, StateUnavailable
 from .validation import Actor
 
 PHASES = ("healthy", "subtle", "collapse", "rush", "stop")
-PERSONAS = ("shopper", "retrying")
+PERSONAS = ("shopper", "retrying", "backoff")
 # Locust's names: the user class of loadtest/locustfile.py, the rush's shape, the retries' row.
 USER_CLASS, RUSH_SHAPE, RETRY_ROW = "CheckoutUser", "RushThenQuiet", "/payment/initiate [retry]"
 # Locust's web UI caches /stats/requests for 2 s (locust.web.DEFAULT_CACHE_TIME): until then after a change,

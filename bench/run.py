@@ -22,7 +22,7 @@ from pathlib import Path
 
 from loadtest import contention
 
-from . import load, probes, results, stack
+from . import load, probes, results, retries, stack
 from .report import machine, ms, table
 from .sections import section_faults, section_flatness, section_recovery, section_replicas, section_throughput
 
@@ -32,11 +32,14 @@ WRK_S = float(os.environ.get("BENCH_WRK_SECONDS") or 15)
 FULL = dict(headline_s=30, sizes=[1, 3, 5, 10], capacity_s=12, flips=20, scrapes=30,
             curve_users=[1, 2, 3, 5, 10, 20, 40], curve_s=6, rush=(40, 15, 30), search_s=7,
             soak=(200, 300, 3.0), wrk_s=WRK_S, wrk_c=40, wrk_rounds=3, profile=False, seed_n=100_000, lone=50,
-            recovery=(30, 120), drain_n=50_000, replicas=(10, 3))
+            recovery=(30, 120), drain_n=50_000, replicas=(10, 3),
+            retries_counts=[2, 3, 4], retries_personas=["at once"], retries_watch_s=240,
+            retries_fix_shoppers=3)
 QUICK = dict(headline_s=4, sizes=[1, 3], capacity_s=3, flips=4, scrapes=5,
              curve_users=[1, 3, 10], curve_s=2, rush=(20, 4, 6), search_s=2, soak=(40, 15, 1.0),
              wrk_s=3, wrk_c=40, wrk_rounds=1, profile=False, seed_n=5_000, lone=10, recovery=(6, 30), drain_n=2_000,
-             replicas=(3, 1))
+             replicas=(3, 1), retries_counts=[2], retries_personas=["at once"], retries_watch_s=20,
+             retries_fix_shoppers=2)
 # (users, think seconds, contention_ms_per_write) tried in `audit` for the ~80 % phase.
 SEARCH = [(5, 1.0, 50), (10, 1.0, 50), (20, 1.0, 50), (3, 0.0, 25), (10, 1.0, 25), (20, 1.0, 25)]
 
@@ -169,7 +172,7 @@ SECTIONS = [  # (title, name, function, needs an app on fresh FerretDB + Redis)
     ("(f) dynamics", "dynamics", section_dynamics, True), ("(g) soak", "soak_short", section_soak, True),
     ("(h) throughput", "throughput", section_throughput, False), ("(i) flatness", "flatness", section_flatness, False),
     ("(j) recovery", "recovery", section_recovery, False), ("(k) faults", "faults", section_faults, False),
-    ("(m) replicas", "replicas", section_replicas, False),
+    ("(m) replicas", "replicas", section_replicas, False), ("(n) retries", "retries", retries.section, False),
 ]
 
 

@@ -1,4 +1,4 @@
-"""metastable-recovery's action and probe: the rush ends, then the lone shopper's OTPs strictly after it.
+"""metastable-recovery's action and probe: the rush ends, then the room's OTPs strictly after it.
 
 The board's "current" figure is whatever the last 10 s held when it is read, so a look
 placed by pauses measures a window that slides with every delay. Here the action that ends
@@ -18,17 +18,19 @@ _rush_ended_at: float | None = None
 FLUSH_SLACK_SECONDS = 2.0
 
 
-def end_the_rush(locust_url: str, spawn_rate: int, think_time: float, timeout: float = 10.0) -> dict:
-    """All but one shopper leave (one step: Locust stops users at the spawn rate); notes the moment."""
+def end_the_rush(locust_url: str, spawn_rate: int, think_time: float, users: int = 1, persona: str = "shopper",
+                 timeout: float = 10.0) -> dict:
+    """All but `users` shoppers leave (one step: Locust stops users at the spawn rate); notes the moment."""
     global _rush_ended_at
     response = requests.post(locust_url.rstrip("/") + "/swarm", timeout=timeout,
-                             data={"user_count": 1, "spawn_rate": spawn_rate, "think_time": think_time})
+                             data={"user_count": users, "spawn_rate": spawn_rate, "think_time": think_time,
+                                   "persona": persona})
     response.raise_for_status()
     _rush_ended_at = time.time()
     return {"rush_ended_at": _rush_ended_at, "locust": response.json()}
 
 
-def lone_shopper_otp(kit_url: str, after_seconds: float, window_seconds: float, timeout: float = 10.0) -> dict:
+def room_otp(kit_url: str, after_seconds: float, window_seconds: float, timeout: float = 10.0) -> dict:
     """OTP success over [rush end + after_seconds, + window_seconds], from the board's history.
 
     Before the rush (the first look at the steady state) it is the board's current 10 s.

@@ -53,10 +53,18 @@ def extension(experiment: dict) -> dict:
 def variant(experiment: dict, env: dict) -> tuple[str, object]:
     """The variant this run tests: how to name it ("EXPERIMENT_MODE=audit") and its value ("audit").
 
-    The value is the configuration entry the extension names, read from `env`
-    the way Chaos Toolkit reads it (default, env_var_type).
+    The value is the configuration entry the extension names, read from `env` the way Chaos
+    Toolkit reads it (default, env_var_type). An extension that names several entries has a
+    variant of each combination: its value is theirs joined by a space ("audit retrying").
     """
-    name = extension(experiment)["variant"]
+    names = extension(experiment)["variant"]
+    parts = [_entry(experiment, name, env) for name in ([names] if isinstance(names, str) else names)]
+    if len(parts) == 1:
+        return parts[0]
+    return " ".join(label for label, _ in parts), " ".join(str(value) for _, value in parts)
+
+
+def _entry(experiment: dict, name: str, env: dict) -> tuple[str, object]:
     entry = experiment["configuration"][name]
     if not (isinstance(entry, dict) and entry.get("type") == "env"):
         return f"{name} {entry}", entry
@@ -144,7 +152,7 @@ def _figures(body) -> str:
         rate, tried = body.get("otp_success_rate"), body["otp_success"] + body["otp_timeout"]
         span = (f" {body['from_seconds']:g}–{body['to_seconds']:g} s after the rush"
                 if body.get("from_seconds") is not None else f" over {body['measured']}")
-        return (f": lone shopper's OTP{span}: {body['otp_success']} of {tried}"
+        return (f": the room's OTP{span}: {body['otp_success']} of {tried}"
                 f" ({'–' if rate is None else f'{100 * rate:.0f} %'}), writes in flight {body.get('inflight_writes')}")
     if "current" in body:
         now = body["current"]

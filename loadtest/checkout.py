@@ -5,6 +5,7 @@ container mounts this directory alone)."""
 from __future__ import annotations
 
 import datetime
+import random
 import time
 from dataclasses import dataclass
 
@@ -14,6 +15,13 @@ import requests
 # benchmark and the traffic tools all pay with it (the checkout page prefills the same).
 TEST_CARD = "4111111111111111"
 TIMEOUT_S = 10
+# A shopper who backs off waits a random time in [0, min(cap, base · 2^k)] before its k-th retry
+# (k = 0 for the first): exponential backoff with "full jitter", which spreads the retries of many
+# shoppers failed at once instead of bunching them (AWS Architecture Blog, "Exponential Backoff
+# And Jitter", 2015). With the defaults the mean waits are 0.5, 1, 2, 4 s.
+BACKOFF_BASE_S, BACKOFF_CAP_S = 1.0, 8.0
+# A Retry-After longer than this is not waited for: the shopper has left (and a run stays bounded).
+MAX_RETRY_AFTER_S = 10.0
 
 
 def future_expiry(years: int = 3) -> str:
@@ -50,6 +58,22 @@ def ready_model_ms(knobs: dict, mode: str = "audit", n: int = 1) -> float:
     return 4 * w + 2 * knobs["audit_delay_ms"] + n * knobs["contention_ms_per_write"]
 
 
+def retry_pause(retry: int, *, backoff: bool, retry_after: float | None = None) -> float:
+    """Seconds a retrying shopper waits before its retry number `retry` (0 for the first): nothing,
+    or exponential backoff with full jitter; never less than the answer's Retry-After (up to
+    MAX_RETRY_AFTER_S)."""
+    pause = random.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** retry)) if backoff else 0.0
+    return max(pause, min(retry_after or 0.0, MAX_RETRY_AFTER_S))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An answer's Retry-After in seconds (the app never sends its date form)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How one checkout ended.
@@ -70,9 +94,10 @@ class Outcome:
         return self.result == "success"
 
 
-def checkout(session: requests.Session, base_url: str, tries: int = 1) -> Outcome:
+def checkout(session: requests.Session, base_url: str, tries: int = 1, backoff: bool = False) -> Outcome:
     """Initiate a payment with the test card, then verify its OTP. With `tries` > 1, an unavailable OTP is
-    tried again at once, as a shopper who reads "Please try again" does, up to `tries` tries in all."""
+    tried again, up to `tries` tries in all: at once, as a shopper who reads "Please try again" does, or
+    after `retry_pause` with `backoff`; never before a loud answer's Retry-After."""
     started = time.monotonic()
     retries = 0
 
@@ -88,6 +113,7 @@ def checkout(session: requests.Session, base_url: str, tries: int = 1) -> Outcom
                 r.status_code == 503 and body.get("error") == "otp_unavailable"  # silent_failures=false
             if not unavailable or retries + 1 >= tries or not body.get("payment_id"):
                 break
+            time.sleep(retry_pause(retries, backoff=backoff, retry_after=retry_after_seconds(r.headers.get("Retry-After"))))
             retry_of, retries = body["payment_id"], retries + 1
         if r.status_code == 200 and body.get("status") == "otp_unavailable":
             return done("otp_unavailable")

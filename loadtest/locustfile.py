@@ -6,10 +6,12 @@
 load plan's healthy phase, with the workshop's rush shape (loadtest/shapes.py)
 to pick from. The facilitator console (`/admin`) drives it through its REST API.
 
-Two personas, chosen with --persona (a menu under the UI's *Custom parameters*):
+Three personas, chosen with --persona (a menu under the UI's *Custom parameters*):
 `shopper` pays, and after a silent failure goes on to the next checkout after
 its think time; `retrying` tries again at once, the way a person who reads
-"Please try again" does, up to --retry-tries tries in all. Its retries carry
+"Please try again" does, up to --retry-tries tries in all; `backoff` tries as
+often but waits before each retry, exponential backoff with full jitter (the
+fix for retries that sustain the failure). Retries carry
 `X-Retry-Of: <the failed try's payment_id>` and are counted apart, under
 "/payment/initiate [retry]". A silent OTP failure (HTTP 200, status
 `otp_unavailable`) is recorded as a failure named "OTP unavailable", so the
@@ -25,12 +27,10 @@ from flask import Response, jsonify, request
 from locust import HttpUser, events, task
 
 from loadtest import plan as plans
-from loadtest.checkout import card_payload
+from loadtest.checkout import card_payload, retry_after_seconds, retry_pause
 
-PERSONAS = ("shopper", "retrying")
+PERSONAS = ("shopper", "retrying", "backoff")
 INITIATE, RETRY = "/payment/initiate", "/payment/initiate [retry]"
-# A Retry-After longer than this is not waited for: the shopper has left (and the run must stay bounded).
-MAX_RETRY_AFTER_S = 10.0
 PLAN = plans.load()
 
 
@@ -56,9 +56,10 @@ def _options(parser) -> None:
                         help="Mean seconds a shopper waits between checkouts (0 = back to back)")
     parser.add_argument("--persona", choices=PERSONAS, default="shopper", env_var="LOCUST_PERSONA",
                         include_in_web_ui=True,
-                        help="shopper, or retrying: tries again at once after a failed OTP")
+                        help="shopper; retrying: tries again at once after a failed OTP; backoff: tries again "
+                             "after exponential backoff with jitter")
     parser.add_argument("--retry-tries", type=int, default=5, env_var="LOCUST_RETRY_TRIES", include_in_web_ui=True,
-                        help="Tries in all per checkout for the retrying persona")
+                        help="Tries in all per checkout for the retrying and backoff personas")
     # The UI opens at the load plan's healthy phase: pressing Start without typing is safe.
     # A default, not locust.conf: the plan is measured per machine (`make rehearse`).
     parser.set_defaults(num_users=PLAN.healthy_users)
@@ -131,17 +132,17 @@ class CheckoutUser(HttpUser):
 
     @task
     def checkout(self) -> None:
-        """Initiate with the test card (again at once, for the retrying persona), then type the OTP."""
-        retrying = _option(self.environment, "persona", "shopper") == "retrying"
-        tries = max(1, int(_option(self.environment, "retry_tries", 5))) if retrying else 1
+        """Initiate with the test card (again after a failed OTP, for the retrying personas), then type the OTP."""
+        persona = _option(self.environment, "persona", "shopper")
+        tries = max(1, int(_option(self.environment, "retry_tries", 5))) if persona != "shopper" else 1
         body, retry_of = None, None
         for attempt in range(tries):
             body, failed_id, retry_after = self._initiate(retry_of)
             if body is not None or failed_id is None:
                 break  # an OTP, or an error a retry cannot mend
             retry_of = failed_id
-            if retry_after and attempt + 1 < tries:
-                gevent.sleep(min(retry_after, MAX_RETRY_AFTER_S))  # a loud 503 that says when: honoured
+            if attempt + 1 < tries:  # a loud 503's Retry-After is honoured by both
+                gevent.sleep(retry_pause(attempt, backoff=persona == "backoff", retry_after=retry_after))
         if body is None:
             return
         v = self.client.post("/payment/verify-otp", json={"payment_id": body["payment_id"], "otp": body["otp"]},
@@ -170,14 +171,7 @@ class CheckoutUser(HttpUser):
                 return None, body.get("payment_id"), None
             if r.status_code == 503 and body.get("error") == "otp_unavailable":
                 # The loud variant (silent_failures=false) already fails as an HTTP error.
-                return None, body.get("payment_id"), _seconds(r.headers.get("Retry-After"))
+                return None, body.get("payment_id"), retry_after_seconds(r.headers.get("Retry-After"))
             # Non-2xx answers fail on their own as HTTP errors.
             return (body, None, None) if r.status_code == 200 and "otp" in body else (None, None, None)
 
-
-def _seconds(value: str | None) -> float | None:
-    """Retry-After in seconds (its date form is not used by the app)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

@@ -1,6 +1,6 @@
 """The original demo's traffic simulator: N concurrent shoppers looping through the checkout.
 
-    python -m loadtest.simulate 40 [--duration 30] [--host http://127.0.0.1:8000] [--think 1] [--retry 5]
+    python -m loadtest.simulate 40 [--duration 30] [--host http://127.0.0.1:8000] [--think 1] [--retry 5 [--backoff]]
 
 A live progress line goes to stderr; the original's two summary lines go to
 stdout at the end. Exit status 2 when the app cannot be reached.
@@ -45,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=0.0, help="mean pause between checkouts, seconds (default 0)")
     parser.add_argument("--retry", type=int, default=1, metavar="TRIES",
                         help="retrying shoppers: try an unavailable OTP again at once, up to TRIES tries (default 1)")
+    parser.add_argument("--backoff", action="store_true",
+                        help="retrying shoppers back off: exponential backoff with full jitter before each retry")
     args = parser.parse_args(argv)
     if args.workers < 1 or args.duration <= 0 or args.retry < 1:
         parser.error("workers and --retry must be >= 1 and duration > 0")
+    if args.backoff and args.retry < 2:
+        parser.error("--backoff is for retrying shoppers: give --retry 2 or more")
     host = args.host.rstrip("/")
 
     problem = traffic.reachable(host)
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = threading.Thread(target=_progress, args=(tally, started, args.duration, done), daemon=True)
     reporter.start()
     try:
-        traffic.run(host, args.workers, args.duration, args.think, tally, tries=args.retry)
+        traffic.run(host, args.workers, args.duration, args.think, tally, tries=args.retry, backoff=args.backoff)
     except KeyboardInterrupt:
         pass  # report what finished so far
     finally:
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(args.workers, tally), flush=True)
     if args.retry > 1:
         # Apart from the original's two lines on stdout: each checkout above counts once, its retries here.
-        print(f"retries: {tally.retries} (up to {args.retry} tries per checkout)", file=sys.stderr)
+        how = "with backoff" if args.backoff else "at once"
+        print(f"retries: {tally.retries} (up to {args.retry} tries per checkout, {how})", file=sys.stderr)
     errors = tally.errors()
     if errors:
         print("errors: " + ", ".join(f"{k} ×{v}" for k, v in errors.most_common(5)), file=sys.stderr)

@@ -67,12 +67,13 @@ class Tally:
 
 
 def run(base_url: str, workers: int, duration_s: float, think_s: float = 0.0, tally: Tally | None = None,
-        stop: threading.Event | None = None, tries: int = 1) -> Tally:
+        stop: threading.Event | None = None, tries: int = 1, backoff: bool = False) -> Tally:
     """Drive `workers` shoppers for `duration_s` seconds; returns the tally.
 
     `think_s` is the mean pause between a shopper's checkouts (uniform in
     0.5–1.5 × think_s), 0 for back-to-back checkouts. `tries` > 1: retrying
-    shoppers, who try an unavailable OTP again at once (checkout.checkout).
+    shoppers, who try an unavailable OTP again at once, or with `backoff`
+    (checkout.checkout).
     Checkouts still running at the end are waited for and counted.
     """
     tally = tally if tally is not None else Tally()
@@ -82,7 +83,7 @@ def run(base_url: str, workers: int, duration_s: float, think_s: float = 0.0, ta
     def shopper() -> None:
         with requests.Session() as session:
             while not stop.is_set() and time.monotonic() < deadline:
-                tally.add(checkout(session, base_url, tries))
+                tally.add(checkout(session, base_url, tries, backoff))
                 if think_s:
                     stop.wait(min(random.uniform(0.5, 1.5) * think_s, max(0.0, deadline - time.monotonic())))
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 import requests
 
-from bench import cpu, results, stack, wrk
+from bench import cpu, results, retries, stack, wrk
 
 
 @pytest.mark.services
@@ -45,3 +45,33 @@ def test_a_section_replaces_only_its_own_block():
     assert results.block(text, "a") == results.wrap("a", "new a")
     assert text.index("new b") < text.index("the soak"), "new sections go before the soak block"
     assert results.replace(text, "soak", "soak 2").count("<!-- soak -->") == 1
+
+
+def _run(n: int, persona: str, rush: bool, good: bool, watch: int = 60) -> dict:
+    """A run of bench.retries as measured: a sample every 2 s, 3 tries each, all issued or all timed out."""
+    samples, ok, timeout, tried_again = [], 0, 0, 0
+    for t in range(0, watch + 1, 2):
+        ok, timeout, tried_again = (ok + 3, timeout, tried_again) if good else (ok, timeout + 3, tried_again + 2)
+        samples.append({"t": float(t), "ok": ok, "timeout": timeout, "inflight": 2.0 if good else 300.0,
+                        "retries": tried_again})
+    return {"shoppers": n, "persona": persona, "rush": rush, "mode": "audit", "knobs": {}, "watch_s": watch,
+            "samples": samples, "windows": retries.windows(samples, watch),
+            "recovered_s": retries.recovered_after(samples)}
+
+
+@pytest.mark.unit
+def test_the_retries_section_finds_the_bistable_range_and_the_recovery_times():
+    swept = [_run(2, "at once", False, True), _run(2, "at once", True, True),
+             _run(3, "at once", False, True), _run(3, "at once", True, False),
+             _run(4, "at once", False, False), _run(4, "at once", True, False)]
+    assert retries.bistable_range(swept, "at once") == [3]  # 2 recovers after the rush, 4 fails from quiet
+    assert [w["rate"] for w in swept[3]["windows"]] == [0.0, 0.0] and swept[3]["recovered_s"] is None
+    assert swept[0]["recovered_s"] == 10.0  # the first full 10 s window
+    p = {"retries_counts": [2, 3, 4], "retries_personas": ["at once"], "retries_watch_s": 60,
+         "retries_fix_shoppers": 3}
+    text = retries.render(p, swept, [{"fix": label, **_run(3, persona, True, True)}
+                                     for label, persona, _, _ in retries.FIXES])
+    assert "| 3 | 100 % | 0 % | **yes** |" in text and "at once: 3 shoppers." in text
+    assert "after the same rush with 3 shoppers retrying at once" in text
+    assert "| none: retrying at once | 0 % | 0 % | > 60 | 300 | 1.0 |" in text
+    assert "| backoff with jitter | 100 % | 100 % | 10 | 2 | 0.0 |" in text

@@ -38,9 +38,9 @@ ALERT_PENDING = {"status": "success", "data": {"resultType": "vector", "result":
     {"metric": {"__name__": "ALERTS", "alertname": "PaygateOtpSuccessLow", "alertstate": "pending"},
      "value": [0, "1"]}]}}
 NOBODY_TOLD = {"status": "success", "data": {"resultType": "vector", "result": []}}
-LONE_OK = {"measured": "after the rush", "otp_success": 9, "otp_timeout": 0, "otp_success_rate": 1.0}
-LONE_FAILING = {"measured": "after the rush", "otp_success": 7, "otp_timeout": 1, "otp_success_rate": 0.875}
-LONE_NONE = {"measured": "after the rush", "otp_success": 0, "otp_timeout": 0, "otp_success_rate": None}
+ROOM_OK = {"measured": "after the rush", "otp_success": 9, "otp_timeout": 0, "otp_success_rate": 1.0}
+ROOM_FAILING = {"measured": "after the rush", "otp_success": 7, "otp_timeout": 1, "otp_success_rate": 0.875}
+ROOM_NONE = {"measured": "after the rush", "otp_success": 0, "otp_timeout": 0, "otp_success_rate": None}
 
 
 def load(path: Path) -> dict:
@@ -98,8 +98,8 @@ def test_the_hypothesis_tells_a_healthy_kit_from_a_failing_one(path):
     for probe in probes(load(path)):
         provider, tolerance = probe["provider"], probe["tolerance"]
         url = provider.get("url", "")
-        if provider.get("func") == "lone_shopper_otp":
-            healthy, failing = [LONE_OK], [LONE_FAILING, LONE_NONE]
+        if provider.get("func") == "room_otp":
+            healthy, failing = [ROOM_OK], [ROOM_FAILING, ROOM_NONE]
             for body in healthy:
                 assert within_tolerance(tolerance, body), f"{probe['name']} fails on {body}"
             for body in failing:
@@ -128,8 +128,11 @@ def test_the_hypothesis_tells_a_healthy_kit_from_a_failing_one(path):
 VARIANTS = [
     ("audit-under-load", {}, "mode audit", "deviated"),
     ("audit-async-under-load", {}, "mode audit-async", "completed"),
-    ("metastable-recovery", {}, "EXPERIMENT_MODE=audit", "deviated"),
-    ("metastable-recovery", {"EXPERIMENT_MODE": "audit-async"}, "EXPERIMENT_MODE=audit-async", "completed"),
+    ("metastable-recovery", {}, "EXPERIMENT_MODE=audit EXPERIMENT_PERSONA=retrying", "deviated"),
+    ("metastable-recovery", {"EXPERIMENT_PERSONA": "backoff"}, "EXPERIMENT_MODE=audit EXPERIMENT_PERSONA=backoff",
+     "completed"),
+    ("metastable-recovery", {"EXPERIMENT_MODE": "audit-async"}, "EXPERIMENT_MODE=audit-async EXPERIMENT_PERSONA=retrying",
+     "completed"),
     ("loud-failures", {}, "EXPERIMENT_SILENT_FAILURES=false", "completed"),
     ("loud-failures", {"EXPERIMENT_SILENT_FAILURES": "true"}, "EXPERIMENT_SILENT_FAILURES=true", "deviated"),
     # Chaos Toolkit reads a bool the way it likes: the expectation follows its reading.
@@ -148,6 +151,7 @@ def test_each_variant_expects_its_own_verdict(name, env, label, want):
 def test_a_variant_without_a_stated_outcome_has_no_expectation():
     experiment = load(rig.ROOT / "experiments" / "metastable-recovery.yaml")
     assert runner.expected(experiment, {"EXPERIMENT_MODE": "original"}) is None
+    assert runner.expected(experiment, {"EXPERIMENT_PERSONA": "shopper"}) is None
 
 
 def journal(deviated: bool, status: str = "completed", before_met: bool = True, extensions=None) -> dict:
@@ -245,7 +249,8 @@ def test_the_runner_refuses_a_variant_with_no_stated_outcome():
     result = subprocess.run([sys.executable, "-m", "experiments.run", "metastable-recovery"], cwd=rig.ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "metastable-recovery states no outcome for EXPERIMENT_MODE=original: it knows audit, audit-async" in result.stderr
+    assert ("metastable-recovery states no outcome for EXPERIMENT_MODE=original EXPERIMENT_PERSONA=retrying: it knows"
+            " audit retrying, audit backoff, audit-async retrying, audit-async backoff") in result.stderr
 
 
 def test_the_runner_refuses_without_a_token_and_names_the_experiments(tmp_path):
@@ -258,10 +263,10 @@ def test_the_runner_refuses_without_a_token_and_names_the_experiments(tmp_path):
     assert result.returncode == 2 and "audit-under-load" in result.stderr
 
 
-def test_the_summary_shows_the_lone_shoppers_window_after_the_rush():
-    probe = {"activity": {"name": "lone-shopper-otp-at-least-95-percent", "provider": {"type": "python"}},
+def test_the_summary_shows_the_rooms_window_after_the_rush():
+    probe = {"activity": {"name": "room-otp-at-least-95-percent", "provider": {"type": "python"}},
              "tolerance_met": False,
-             "output": {**LONE_FAILING, "from_seconds": 5.6, "to_seconds": 15.6, "inflight_writes": 0}}
+             "output": {**ROOM_FAILING, "from_seconds": 60.4, "to_seconds": 90.4, "inflight_writes": 0}}
     lines = runner.summary({"steady_states": {"after": {"probes": [probe]}}})
-    assert lines == ["  after  NOT lone-shopper-otp-at-least-95-percent: lone shopper's OTP 5.6–15.6 s after the rush:"
+    assert lines == ["  after  NOT room-otp-at-least-95-percent: the room's OTP 60.4–90.4 s after the rush:"
                      " 7 of 8 (88 %), writes in flight 0"]

@@ -196,7 +196,8 @@ def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):
         assert re.search(r'"available_shape_classes": \["Default", "RushThenQuiet"\]', page)
         # Start without typing is safe: the form opens at the load plan's healthy phase, think time and persona shown.
         assert f'"num_users": {plans.load().healthy_users}' in page
-        assert re.search(r'"think_time": \{"choices": null, "default_value": 1\.0', page) and '"choices": ["shopper", "retrying"]' in page
+        assert re.search(r'"think_time": \{"choices": null, "default_value": 1\.0', page)
+        assert '"choices": ["shopper", "retrying", "backoff"]' in page
 
         started = requests.post(ui + "/swarm", data={"user_count": 2, "spawn_rate": 2, "host": live.url,
                                                       "shape_class": "Default", "user_classes": "CheckoutUser",

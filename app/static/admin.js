@@ -264,7 +264,7 @@ let loadStartedAt = null; // client time (ms) the phase started, from elapsed_se
 let loadState = null;
 
 const persona = () => document.querySelector('input[name="persona"]:checked').value;
-const PERSONA_WORDS = { shopper: "plain shoppers", retrying: "retrying shoppers" };
+const PERSONA_WORDS = { shopper: "plain shoppers", retrying: "retrying shoppers", backoff: "shoppers retrying with backoff" };
 
 function renderLoad(state) {
   loadState = state;

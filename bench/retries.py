@@ -1,0 +1,205 @@
+"""(n) Retries: the same shoppers in `audit`, started from quiet and after a rush.
+
+A metastable failure outlives its trigger because something sustains it; here, shoppers who
+"try again" at once. A load is bistable when the same shoppers hold ≥ 90 % OTP success from
+quiet and stay ≤ 20 % after a rush, in every window of the watch. The fixes are measured after
+the same rush: how long until the room is back to ≥ 95 %.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from loadtest import traffic
+from loadtest.checkout import BACKOFF_BASE_S, BACKOFF_CAP_S
+from loadtest.contention import wait_drained
+from rig import probe
+
+from . import stack
+from .report import table
+
+RUSH_USERS, RUSH_S, THINK_S, TRIES = 40, 30, 1.0, 5
+HOLDS, FAILED, RECOVERED = 0.90, 0.20, 0.95
+SAMPLE_S, WINDOW_S, RECOVERY_WINDOW_S = 2.0, 30, 10
+# persona: (tries per checkout, backoff)
+PERSONAS = {"plain": (1, False), "at once": (TRIES, False), "backoff": (TRIES, True)}
+# After the same rush, the same shoppers: without retries, and each fix (label, persona, mode, knobs).
+# The row without a fix (retrying at once, `audit`) is the sweep's own.
+FIXES = [("no retries (plain shoppers)", "plain", "audit", {}),
+         ("backoff with jitter", "backoff", "audit", {}),
+         ("loud failures: 503 + Retry-After", "at once", "audit", {"silent_failures": False}),
+         ("`audit-async`", "at once", "audit-async", {})]
+
+
+def _sample(url: str) -> dict:
+    families = probe.scrape(url)
+    otp = "paygate_otp_generation_total"
+    return {"ok": probe.total(families, otp, result="success"), "timeout": probe.total(families, otp, result="timeout"),
+            "inflight": probe.total(families, "paygate_inflight_writes"),
+            "retries": probe.total(families, "paygate_checkout_retries_total")}
+
+
+def _rate(a: dict, b: dict) -> float | None:
+    ok, timeout = b["ok"] - a["ok"], b["timeout"] - a["timeout"]
+    return ok / (ok + timeout) if ok + timeout else None
+
+
+def run(shoppers: int, persona: str, rush: bool, watch_s: float, mode: str = "audit", knobs: dict | None = None) -> dict:
+    """One run on a fresh `make up` set-up: the samples, per-window success, and seconds to ≥ 95 %."""
+    tries, backoff = PERSONAS[persona]
+    with stack.setup("embedded") as s, stack.app(s.mongo_url, s.redis_url, "retries", workers=s.workers) as app:
+        if knobs:
+            app.patch_knobs(**knobs)
+        app.set_mode(mode, actor="bench")
+        stop = threading.Event()
+        rush_s = RUSH_S if rush else 0.0
+        crowds = [(shoppers, rush_s + watch_s)] + ([(RUSH_USERS, rush_s)] if rush else [])
+        threads = [threading.Thread(target=traffic.run, daemon=True,
+                                    args=(app.url, n, seconds, THINK_S, traffic.Tally(), stop, tries, backoff))
+                   for n, seconds in crowds]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        samples = []
+        try:
+            while (t := time.monotonic() - started) < rush_s + watch_s:
+                samples.append({"t": round(t - rush_s, 1), **_sample(app.url)})
+                time.sleep(SAMPLE_S)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+            app.set_mode("original", actor="bench")
+            wait_drained(app.url)
+    return {"shoppers": shoppers, "persona": persona, "rush": rush, "mode": mode, "knobs": knobs or {},
+            "watch_s": watch_s, "samples": samples, "windows": windows(samples, watch_s),
+            "recovered_s": recovered_after(samples)}
+
+
+def windows(samples: list[dict], watch_s: float) -> list[dict]:
+    """OTP success and most writes in flight per WINDOW_S seconds of the watch (t ≥ 0)."""
+    out = []
+    for start in range(0, int(watch_s), WINDOW_S):
+        inside = [s for s in samples if start <= s["t"] <= start + WINDOW_S]
+        if len(inside) >= 2:
+            out.append({"from": start, "rate": _rate(inside[0], inside[-1]),
+                        "inflight": max(s["inflight"] for s in inside),
+                        "retries_per_s": round((inside[-1]["retries"] - inside[0]["retries"])
+                                               / max(inside[-1]["t"] - inside[0]["t"], 1e-9), 1)})
+    return out
+
+
+def recovered_after(samples: list[dict]) -> float | None:
+    """Seconds after the rush until a RECOVERY_WINDOW_S window holds ≥ 95 % on at least 5 tries; None if never."""
+    watched = [s for s in samples if s["t"] >= 0]
+    for i, late in enumerate(watched):
+        early = next((s for s in reversed(watched[:i]) if late["t"] - s["t"] >= RECOVERY_WINDOW_S), None)
+        if early is None:
+            continue
+        tries = (late["ok"] - early["ok"]) + (late["timeout"] - early["timeout"])
+        if tries >= 5 and _rate(early, late) >= RECOVERED:
+            return late["t"]
+    return None
+
+
+def holds(result: dict) -> bool:
+    """Every window of the watch at ≥ 90 %."""
+    return bool(result["windows"]) and all(w["rate"] is not None and w["rate"] >= HOLDS for w in result["windows"])
+
+
+def stays_failed(result: dict) -> bool:
+    """Every window of the watch at ≤ 20 %."""
+    return bool(result["windows"]) and all(w["rate"] is not None and w["rate"] <= FAILED for w in result["windows"])
+
+
+def sweep(counts: list[int], personas: list[str], watch_s: float, log=print) -> list[dict]:
+    """Every count × persona, from quiet and after the rush."""
+    results = []
+    for persona in personas:
+        for n in counts:
+            for rush in (False, True):
+                log(f"    {n} shoppers, {persona}, {'after the rush' if rush else 'from quiet'}")
+                results.append(run(n, persona, rush, watch_s))
+    return results
+
+
+def fixes(shoppers: int, watch_s: float, log=print) -> list[dict]:
+    """After the same rush, the same shoppers without retries, then with each fix."""
+    out = []
+    for label, persona, mode, knobs in FIXES:
+        log(f"    fix: {label}")
+        out.append({"fix": label, **run(shoppers, persona, True, watch_s, mode, knobs)})
+    return out
+
+
+BACKOFF_WORDS = (f"exponential backoff with full jitter: before its k-th retry a shopper waits a random time in"
+                 f" [0, min({BACKOFF_CAP_S:g}, {BACKOFF_BASE_S:g} × 2^k)] s")
+
+
+def _span(result: dict) -> str:
+    rates = [w["rate"] for w in result["windows"] if w["rate"] is not None]
+    if not rates:
+        return "—"
+    low, high = min(rates), max(rates)
+    return f"{100 * low:.0f} %" if round(100 * low) == round(100 * high) else f"{100 * low:.0f}–{100 * high:.0f} %"
+
+
+def bistable_range(results: list[dict], persona: str) -> list[int]:
+    """The shopper counts at which `persona` holds from quiet and stays failed after the rush."""
+    by = {(r["shoppers"], r["rush"]): r for r in results if r["persona"] == persona}
+    return sorted(n for n, rush in by if not rush and (n, True) in by
+                  and holds(by[n, False]) and stays_failed(by[n, True]))
+
+
+def section(p: dict, log=print) -> str:
+    """(n) the sweep and the fixes, measured, as Markdown."""
+    swept = sweep(p["retries_counts"], p["retries_personas"], p["retries_watch_s"], log)
+    return render(p, swept, fixes(p["retries_fix_shoppers"], p["retries_watch_s"], log))
+
+
+def render(p: dict, swept: list[dict], fixed: list[dict]) -> str:
+    """The section's Markdown from the sweep's runs and the fixes' runs (fixes() order)."""
+    counts, personas, watch_s = p["retries_counts"], p["retries_personas"], p["retries_watch_s"]
+    n = p["retries_fix_shoppers"]
+    unfixed = next(r for r in swept if (r["shoppers"], r["persona"], r["rush"]) == (n, "at once", True))
+    fixed = [{"fix": "none: retrying at once", **unfixed}, *fixed]
+    rows = []
+    for count in counts:
+        row = [count]
+        for persona in personas:
+            quiet, after = (next(r for r in swept if (r["shoppers"], r["persona"], r["rush"]) == (count, persona, rush))
+                            for rush in (False, True))
+            row += [_span(quiet), _span(after), "**yes**" if holds(quiet) and stays_failed(after) else "no"]
+        rows.append(row)
+    header = ["shoppers"] + [f"{persona}: {what}" for persona in personas
+                             for what in ("from quiet", "after the rush", "bistable")]
+    ranges = {persona: bistable_range(swept, persona) for persona in personas}
+    found = "; ".join(f"{persona}: " + (", ".join(map(str, ns)) + " shoppers" if ns else "none")
+                      for persona, ns in ranges.items())
+    window_heads = [f"{w['from']}–{w['from'] + WINDOW_S} s" for w in fixed[0]["windows"]]
+    fix_rows = [[f["fix"], *[_pct(w["rate"]) for w in f["windows"]],
+                 f"{f['recovered_s']:g}" if f["recovered_s"] is not None else f"> {watch_s:g}",
+                 max(int(w["inflight"]) for w in f["windows"]), max(w["retries_per_s"] for w in f["windows"])]
+                for f in fixed]
+    return ("## (n) Retries: a metastable failure and its fixes\n\n"
+            "Each run starts `make up`'s default set-up fresh (SQLite and redis-server, 2 gunicorn workers), puts it in"
+            f" `audit` and runs N shoppers (`loadtest/traffic.py`, {THINK_S:g} s mean think) of one persona. From quiet:"
+            f" those alone. After the rush: {RUSH_USERS} more of the same persona beside them for the first {RUSH_S} s."
+            f" Then the N shoppers alone are watched for {watch_s:g} s. The figures are the server's, as the board"
+            " shows them: OTP success = OTPs issued / (issued + timed out), every try counted, and writes in flight"
+            " (`paygate_inflight_writes`), from /metrics every 2 s.\n\n"
+            f"Personas: plain (no retry), at once (tries again at once, up to {TRIES} tries), backoff"
+            f" ({BACKOFF_WORDS}). Each cell gives the lowest–highest OTP success over the {WINDOW_S} s windows of the"
+            " watch.\n\n"
+            + table(header, rows)
+            + f"\n\n**Bistable range on this machine** (from quiet ≥ {HOLDS:.0%} and after the rush ≤ {FAILED:.0%}"
+            f" in every window): {found}.\n\n"
+            f"**The fixes**, each after the same rush with {n} shoppers retrying at once (backoff: the same shoppers"
+            " backing off; the rush is of the same persona). OTP success per window after the rush; recovered ="
+            f" the first {RECOVERY_WINDOW_S} s window at ≥ {RECOVERED:.0%}.\n\n"
+            + table(["fix", *window_heads, "seconds to ≥ 95 %", "most writes in flight", "most retries/s"], fix_rows))
+
+
+def _pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{100 * rate:.0f} %"
