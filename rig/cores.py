@@ -1,9 +1,10 @@
 """The machine's cores, shared between `make test`'s parallel test processes.
 
 A test that measures a checkout's time against the deadline or the timing model takes the cores
-to itself; every other test shares them. On 2 cores the other processes' load (browsers, Locust,
-gunicorn starts, FerretDB) is otherwise what such a test would measure: a lone `audit` checkout
-took 406 ms against the model's 310 ms while three other test processes kept the cores busy.
+to itself; every other test shares them (the guide's session only while its load is heavy). On
+2 cores the other processes' load (browsers, Locust, gunicorn starts, FerretDB) is otherwise what
+such a test would measure: a lone `audit` checkout took 406 ms against the model's 310 ms while
+three other test processes kept the cores busy.
 
 A readers-writer lock on two files, fair to the writer: whoever wants the cores to itself holds
 the turnstile while it waits, so the sharers that come after it queue behind it instead of

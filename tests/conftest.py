@@ -38,9 +38,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """A `timing` test runs (fixtures included) with the cores to itself, a `long` one (it mostly
-    waits on a kit under bounded load) beside anything, every other test shares the cores."""
-    if item.get_closest_marker("long"):
+    """A `timing` test runs (fixtures included) with the cores to itself, every other test shares
+    them, except a `holds_cores` test, which shares them itself while its load is heavy."""
+    if item.get_closest_marker("holds_cores"):
         return (yield)
     with rig.cores(alone=item.get_closest_marker("timing") is not None):
         return (yield)

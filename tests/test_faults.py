@@ -244,6 +244,7 @@ def test_redis_stops_and_restarts_under_load(stack):
     assert_came_through(stack, load)
 
 
+@pytest.mark.timing
 def test_redis_hangs_under_load_and_original_keeps_issuing_otps(stack):
     with Load(stack.app.url) as load:
         load.runs()

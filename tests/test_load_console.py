@@ -307,7 +307,7 @@ def test_the_traffic_tool_retries_too(logged_app):
         wait_drained(application.url)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 2, "the original's two summary lines, unchanged"
-    said = re.search(r"^retries: (\d+) \(up to 3 tries per checkout\)$", done.stderr, re.M)
+    said = re.search(r"^retries: (\d+) \(up to 3 tries per checkout, at once\)$", done.stderr, re.M)
     retried = RETRIED.findall(_read(log)[seen_before:])
     assert said and int(said.group(1)) == len(retried) > 0, (done.stderr[-500:], len(retried))
 
