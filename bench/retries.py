@@ -8,6 +8,7 @@ the same rush: how long until the room is back to ≥ 95 %.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -113,7 +114,12 @@ def stays_failed(result: dict) -> bool:
     return bool(result["windows"]) and all(w["rate"] is not None and w["rate"] <= FAILED for w in result["windows"])
 
 
-def sweep(counts: list[int], personas: list[str], watch_s: float, log=print) -> list[dict]:
+def _progress(line: str) -> None:
+    # stderr, flushed, as bench/run.py's steps: a 44-minute run shows where it is even when redirected.
+    print(line, file=sys.stderr, flush=True)
+
+
+def sweep(counts: list[int], personas: list[str], watch_s: float, log=_progress) -> list[dict]:
     """Every count × persona, from quiet and after the rush."""
     results = []
     for persona in personas:
@@ -124,7 +130,7 @@ def sweep(counts: list[int], personas: list[str], watch_s: float, log=print) -> 
     return results
 
 
-def fixes(shoppers: int, watch_s: float, log=print) -> list[dict]:
+def fixes(shoppers: int, watch_s: float, log=_progress) -> list[dict]:
     """After the same rush, the same shoppers without retries, then with each fix."""
     out = []
     for label, persona, mode, knobs in FIXES:
@@ -152,7 +158,7 @@ def bistable_range(results: list[dict], persona: str) -> list[int]:
                   and holds(by[n, False]) and stays_failed(by[n, True]))
 
 
-def section(p: dict, log=print) -> str:
+def section(p: dict, log=_progress) -> str:
     """(n) the sweep and the fixes, measured, as Markdown."""
     swept = sweep(p["retries_counts"], p["retries_personas"], p["retries_watch_s"], log)
     return render(p, swept, fixes(p["retries_fix_shoppers"], p["retries_watch_s"], log))
