@@ -15,6 +15,7 @@ samples it every tick, and the board draws the mean of those samples.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -22,6 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
+
+from .errors import BoardUnavailable
+from .runtime import StateKeys
 
 # The board's history and the TTL of its per-second hashes.
 HISTORY_SECONDS = 300
@@ -34,6 +38,8 @@ MAX_BUCKET = 1000  # ready times of 10 s and more share the last bucket
 TOP_BUCKET_MS = MAX_BUCKET * BUCKET_MS
 SUCCESS_TARGET = 0.95
 SUMMARY_MAX_AGE_S = 1.0
+# The newest history events read for the mode changes the board marks (flips and knob changes alike).
+CHANGES_READ = 50
 # Per-second fields besides the OTP results and the ready buckets ("r<bucket>").
 RETRY = "retry"
 INFLIGHT_SUM, INFLIGHT_SAMPLES = "ns", "nc"
@@ -58,6 +64,7 @@ class BoardStats:
         self._redis = rds
         self._prefix = prefix + "board:"
         self._latest_failed_key = self._prefix + "latest_failed_trace"
+        self._changes_key = StateKeys.under(prefix).history
         self._clock = clock
         self._lock = threading.Lock()
         self._pending = Pending()
@@ -129,20 +136,23 @@ class BoardStats:
         """(second, counts) for the last HISTORY_SECONDS, oldest first; raises RedisError."""
         return self._read(self._clock() if now is None else now)[0]
 
-    def _read(self, now: float) -> tuple[list[tuple[int, dict]], str | None]:
+    def _read(self, now: float) -> tuple[list[tuple[int, dict]], str | None, list[dict]]:
         last = int(now)
         span = range(last - HISTORY_SECONDS + 1, last + 1)
         with self._redis.pipeline(transaction=False) as pipe:
             for second in span:
                 pipe.hgetall(self._key(second))
             pipe.zrange(self._latest_failed_key, -1, -1)
-            *raw, newest = pipe.execute()
+            pipe.lrange(self._changes_key, 0, CHANGES_READ - 1)
+            *raw, newest, changes = pipe.execute()
         latest = newest[0] if newest else None
         per_second = [(second, {k: int(v) for k, v in counts.items()}) for second, counts in zip(span, raw, strict=True)]
-        return per_second, latest
+        return per_second, latest, _mode_changes(changes, now)
 
-    def summary(self, now: float | None = None, max_age_s: float = SUMMARY_MAX_AGE_S) -> dict:
-        """The current window, the 5-minute history the board draws and the latest failed checkout's trace.
+    def summary(self, now: float | None = None, mode: str | None = None, max_age_s: float = SUMMARY_MAX_AGE_S) -> dict:
+        """The current window, the 5-minute history the board draws, the mode changes within it (oldest
+        first) and the latest failed checkout's trace. BoardUnavailable (naming `mode`, the mode this
+        worker serves) when Redis does not answer.
 
         Computed at most once per `max_age_s` per worker: every open board
         polls once a second, and fifty boards must not mean fifty times the reads.
@@ -151,7 +161,10 @@ class BoardStats:
         cached = self._summary
         if cached is not None and 0 <= now - cached[0] < max_age_s:
             return copy.deepcopy(cached[1])
-        per_second, latest = self._read(now)
+        try:
+            per_second, latest, changes = self._read(now)
+        except redis.RedisError:
+            raise BoardUnavailable(mode=mode) from None
         # The last second is still running: rates are per second of time covered, not per bucket.
         partial = now - int(now)
         current = _merge(counts for _, counts in per_second[-WINDOW_SECONDS:])
@@ -162,9 +175,20 @@ class BoardStats:
             points.append({"t": chunk[0][0], **_describe(_merge(c for _, c in chunk), covered)})
         result = {"current": _describe(current, WINDOW_SECONDS - 1 + partial),
                   "history": {"step_seconds": HISTORY_STEP_SECONDS, "points": points},
+                  "mode_changes": changes,
                   "latest_failed_trace": latest.decode() if isinstance(latest, bytes) else latest}
         self._summary = (now, result)
         return copy.deepcopy(result)
+
+
+def _mode_changes(stored: list, now: float) -> list[dict]:
+    """The flips among the stored history events (newest first) that fall in the board's history, oldest first."""
+    changes = []
+    for raw in stored:
+        entry = json.loads(raw)
+        if entry.get("kind") == "mode" and entry["at"] >= now - HISTORY_SECONDS:
+            changes.append({"at": entry["at"], "from": entry["from"], "to": entry["to"], "actor": entry.get("actor")})
+    return changes[::-1]
 
 
 def ready_bucket(seconds: float) -> int:

@@ -65,8 +65,6 @@ class Settings:
     max_body_bytes: int = 16 * 1024
     mongo_timeout_ms: int = 1000
     redis_timeout_ms: int = 500
-    # How long a worker trusts its cached copy of mode and knobs.
-    runtime_cache_ms: int = 100
     # OpenTelemetry: off installs nothing; on without an endpoint keeps the spans (and X-Trace-Id), exports none.
     tracing: bool = True
     zipkin_endpoint: str | None = None
@@ -212,7 +210,6 @@ def load_settings(env=None, overrides: dict | None = None) -> Settings:
         key_prefix=env.get("PAYGATE_KEY_PREFIX") or "paygate:",
         mongo_timeout_ms=_int(env, "MONGO_TIMEOUT_MS", 1000, 100, 10000),
         redis_timeout_ms=_int(env, "REDIS_TIMEOUT_MS", 500, 50, 10000),
-        runtime_cache_ms=_int(env, "RUNTIME_CACHE_MS", 100, 0, 1000),
         write_threads=_int(env, "WRITE_THREADS", 1024, 4, 4096),
         tracing=_switch(env, "TRACING", True),
         zipkin_endpoint=_url(env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT", ("http", "https")),

@@ -13,10 +13,34 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 # A published count is believed this long; then its worker is taken for dead.
 ENTRY_TTL_S = 2.0
 STALE_AFTER_S = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerEntry:
+    """One worker's value in the shared hash: its writes in flight, when the entry expires, and the
+    stamp of the runtime state it serves (a change waits until every live worker shows the new one)."""
+
+    writes: int
+    expires_at: float
+    stamp: int = 0
+
+    def encode(self) -> str:
+        """The value as stored: space-separated fields."""
+        return f"{self.writes} {self.expires_at:.3f} {self.stamp}"
+
+    @classmethod
+    def decode(cls, value: str) -> WorkerEntry | None:
+        """The entry a worker stored; None when it cannot be read (not ours to understand)."""
+        try:
+            writes, expires_at, *rest = value.split()
+            return cls(int(writes), float(expires_at), int(rest[0]) if rest else 0)
+        except ValueError:
+            return None
 
 
 class InflightWrites:
@@ -58,35 +82,20 @@ class InflightWrites:
 
     # -- what the sync loop exchanges with Redis -------------------------------
 
-    def entry(self, *extra) -> str:
-        """This worker's published value: its count, when the entry expires, then `extra` fields."""
-        return " ".join([str(self._local), f"{self._clock() + ENTRY_TTL_S:.3f}", *map(str, extra)])
+    def entry(self, stamp: int = 0) -> str:
+        """This worker's published value (see WorkerEntry), serving the state with `stamp`."""
+        return WorkerEntry(self._local, self._clock() + ENTRY_TTL_S, stamp).encode()
 
-    def live_entries(self, entries: dict[str, str]) -> dict[str, list[str]]:
-        """The entries of workers that are alive (not expired), split into their fields."""
-        now, live = self._clock(), {}
-        for worker, value in entries.items():
-            fields = value.split()
-            try:
-                if float(fields[1]) >= now:
-                    live[worker] = fields
-            except (IndexError, ValueError):
-                continue
-        return live
+    def live_entries(self, entries: dict[str, str]) -> dict[str, WorkerEntry]:
+        """The entries of workers that are alive (readable and not expired)."""
+        now = self._clock()
+        decoded = {worker: WorkerEntry.decode(value) for worker, value in entries.items()}
+        return {worker: entry for worker, entry in decoded.items() if entry and entry.expires_at >= now}
 
     def absorb(self, entries: dict[str, str]) -> list[str]:
-        """Take in every worker's published entry; returns the expired ones (to delete)."""
-        now, others, expired = self._clock(), 0, []
-        for worker, value in entries.items():
-            if worker == self.worker_id:
-                continue
-            try:
-                n, expires_at = value.split()[:2]
-                if float(expires_at) < now:
-                    expired.append(worker)
-                else:
-                    others += max(0, int(n))
-            except ValueError:
-                expired.append(worker)  # not ours to understand: drop it
-        self._others, self._others_at = others, time.monotonic()
+        """Take in every worker's published entry; returns the expired or unreadable ones (to delete)."""
+        live = self.live_entries(entries)
+        expired = [worker for worker in entries if worker not in live]
+        self._others = sum(max(0, entry.writes) for worker, entry in live.items() if worker != self.worker_id)
+        self._others_at = time.monotonic()
         return expired

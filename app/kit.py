@@ -15,6 +15,7 @@ from .backends import Backends, connect
 from .board import BoardStats
 from .config import Settings
 from .contention import InflightWrites
+from .controls import Controls
 from .payments import PaymentService
 from .runtime import RuntimeState
 from .store import AuditDrainer
@@ -30,6 +31,7 @@ class Kit:
     settings: Settings
     backends: Backends
     runtime: RuntimeState
+    controls: Controls
     inflight: InflightWrites
     payments: PaymentService
     drainer: AuditDrainer
@@ -54,14 +56,15 @@ class Kit:
 def init_app(app: Flask, settings: Settings, start_background: bool = True) -> Kit:
     """Build the kit for `app` (no connection is opened here)."""
     backends = connect(settings)
-    runtime = RuntimeState(backends.redis, settings.key_prefix, settings.runtime_cache_ms)
+    runtime = RuntimeState()
     # Unique per process and replica: the key under which this worker publishes its writes in flight.
     inflight = InflightWrites(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     board = BoardStats(backends.redis, settings.key_prefix)
     sync = SyncLoop(backends.redis, settings.key_prefix, runtime, inflight, board)
+    controls = Controls(backends.redis, settings.key_prefix, sync.settle)
     drainer = AuditDrainer(backends.store, lambda: runtime.snapshot().knobs["audit_delay_ms"])
     payments = PaymentService(backends.store, runtime, inflight, drainer, board, settings)
-    kit = Kit(settings, backends, runtime, inflight, payments, drainer, board, sync)
+    kit = Kit(settings, backends, runtime, controls, inflight, payments, drainer, board, sync)
     app.extensions["paygate"] = kit
     if start_background:
         sync.start()

@@ -1,8 +1,9 @@
 """Each worker's sync loop: the only Redis traffic a checkout causes, batched.
 
-Every TICK_S one pipeline reads the mode and knobs, publishes this worker's
-writes in flight and reads everyone else's, and adds the board's counts
-recorded since the last tick. A request therefore never waits for Redis: a
+It is the one reader of the shared state. Every TICK_S one pipeline reads the
+mode and knobs, publishes this worker's writes in flight (with the state it
+serves) and reads everyone else's, and adds the board's counts recorded since
+the last tick. A request therefore never waits for Redis: a
 flip still reaches every worker within a tick or two, and when Redis hangs or
 is down only this thread waits (then pauses for RETRY_AFTER_FAILURE_S, a
 circuit breaker), while checkouts go on with the last known state.
@@ -17,6 +18,11 @@ import time
 import redis
 
 from . import metrics
+from .board import BoardStats
+from .contention import InflightWrites
+from .controls import revert_if_due
+from .errors import StateUnavailable
+from .runtime import RuntimeState, Snapshot, StateKeys
 from .tracing import untraced
 
 log = logging.getLogger("paygate.sync")
@@ -28,21 +34,23 @@ RETRY_AFTER_FAILURE_S = 1.0
 class SyncLoop:
     """Keeps one worker's runtime state, writes-in-flight count and board counts in step with Redis."""
 
-    def __init__(self, rds: redis.Redis, prefix: str, runtime, inflight, board):
+    def __init__(self, rds: redis.Redis, prefix: str, runtime: RuntimeState, inflight: InflightWrites,
+                 board: BoardStats, clock=time.time):
         self._redis = rds
+        self._keys = StateKeys.under(prefix)
         self._inflight_key = prefix + "inflight"
         self.runtime = runtime
         self.inflight = inflight
         self.board = board
+        self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_flush = 0.0
+        self._ticking = threading.Lock()  # the loop's ticks and a change's `settle` take turns
 
     def start(self) -> None:
-        """Start the thread; from now on requests read the state it keeps."""
+        """Start the thread: from its first tick on, requests serve the shared state."""
         if self._thread is None:
-            self.runtime.fed = True
-            self.runtime.after_write = self.wait_seen
             self._thread = threading.Thread(target=self._run, name="redis-sync", daemon=True)
             self._thread.start()
 
@@ -52,8 +60,6 @@ class SyncLoop:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        self.runtime.fed = False
-        self.runtime.after_write = None
         try:
             self.tick(flush=True)
             self._redis.hdel(self._inflight_key, self.inflight.worker_id)  # gone: count nothing for us
@@ -82,7 +88,16 @@ class SyncLoop:
                 self._stop.wait(RETRY_AFTER_FAILURE_S)
 
     def tick(self, flush: bool = False) -> None:
-        """One round trip: read the state, exchange writes in flight, flush the board when due."""
+        """One round trip: read the state, exchange writes in flight, flush the board when due; then
+        revert a mode whose TTL ran out. Raises RedisError (the pending board counts are kept)."""
+        with self._ticking:
+            self._exchange(flush)
+        snap = self.runtime.snapshot()
+        if revert_if_due(self._redis, self._keys, snap, self._clock()):
+            with self._ticking:
+                self._exchange(False)  # serve the revert now, not a tick later
+
+    def _exchange(self, flush: bool) -> None:
         now = time.monotonic()
         pending = None
         if flush or now >= self._next_flush:
@@ -91,7 +106,7 @@ class SyncLoop:
         ticket = self.runtime.reading()
         try:
             with self._redis.pipeline(transaction=False) as pipe:
-                pipe.mget(*self.runtime.keys)
+                pipe.mget(self._keys.mode, self._keys.knobs)
                 pipe.hset(self._inflight_key, self.inflight.worker_id, self.inflight.entry(self.runtime.stamp))
                 pipe.hgetall(self._inflight_key)
                 if pending:
@@ -108,23 +123,32 @@ class SyncLoop:
         self.board.sample_inflight(inflight)  # every tick: the board draws the mean, not one flickering reading
         if expired:
             self._redis.hdel(self._inflight_key, *expired)
-        self.runtime.revert_if_due()
+
+    def settle(self, timeout_s: float = 1.0) -> Snapshot:
+        """After a change to the shared state: read it now, then wait until every live worker serves it
+        (at most timeout_s), so the facilitator's "done" means done everywhere: a checkout sent right
+        after the answer meets the new state on any worker. Raises RedisError."""
+        self.tick()
+        self.wait_seen(self.runtime.stamp, timeout_s)
+        return self.runtime.snapshot()
 
     def wait_seen(self, stamp: int, timeout_s: float = 1.0) -> bool:
-        """After a flip or knob change: wait until every live worker has applied it (at most timeout_s).
-
-        So the facilitator's "done" means done everywhere: a checkout sent right
-        after the answer meets the new state on any worker. False on a timeout.
-        """
+        """Wait until every other live worker publishes `stamp` as the state it serves; False on a timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 live = self.inflight.live_entries(self._redis.hgetall(self._inflight_key))
             except (redis.RedisError, OSError):
                 return False
-            if all(fields[2:3] == [str(stamp)] for worker, fields in live.items()
-                   if worker != self.inflight.worker_id):
+            if all(entry.stamp == stamp for worker, entry in live.items() if worker != self.inflight.worker_id):
                 return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(TICK_S / 2)
+
+    def ping(self) -> None:
+        """Raise StateUnavailable unless Redis answers (what /ready reports)."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as err:
+            raise StateUnavailable(f"unavailable ({type(err).__name__}); serving the last known mode") from None

@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 import hmac
 
-import redis
 from flask import Blueprint, jsonify, request
 
 from ..config import KNOB_DEFAULTS, KNOB_LIMITS
-from ..errors import StateUnavailable, Unauthorized
+from ..errors import Unauthorized
 from ..kit import kit
 from ..loadctl import LoadChange, LoadPhases, LocustClient
 from ..validation import KnobsPatch, ModeChange, ResetRequest
@@ -40,10 +39,7 @@ def admin_required(view):
         expected = kit().settings.admin_token
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
             raise Unauthorized()
-        try:
-            return view(*args, **kwargs)
-        except redis.RedisError:
-            raise StateUnavailable() from None
+        return view(*args, **kwargs)
 
     return wrapper
 
@@ -63,7 +59,7 @@ def get_mode():
 def set_mode():
     """Flip the persistence mode for every worker; `ttl_seconds` reverts it later."""
     change = parse_body(request, ModeChange)
-    snap = kit().runtime.set_mode(change.mode, change.actor, change.ttl_seconds)
+    snap = kit().controls.set_mode(change.mode, change.actor, change.ttl_seconds)
     return jsonify(snap.as_dict())
 
 
@@ -83,10 +79,7 @@ def get_knobs():
 def patch_knobs():
     """Change some knobs for every worker."""
     patch = parse_body(request, KnobsPatch)
-    changes = patch.changes()
-    runtime = kit().runtime
-    snap = runtime.patch_knobs(changes, patch.actor) if changes else runtime.refresh()
-    return _knobs_body(snap)
+    return _knobs_body(kit().controls.patch_knobs(patch.changes(), patch.actor))
 
 
 @bp.post("/reset")
@@ -94,18 +87,14 @@ def patch_knobs():
 def reset():
     """Back to the start: mode original, default knobs."""
     req = parse_body(request, ResetRequest, allow_empty=True)
-    snap = kit().runtime.reset(req.actor)
+    snap = kit().controls.reset(req.actor)
     return jsonify(**snap.as_dict(), knobs=snap.knobs)
 
 
 @bp.get("/history")
 def history():
     """The last flips and knob changes, newest first."""
-    try:
-        events = kit().runtime.history()
-    except redis.RedisError:
-        raise StateUnavailable("Redis is unreachable: the history cannot be read now.") from None
-    return jsonify(events=events)
+    return jsonify(events=kit().controls.history())
 
 
 @bp.get("/token")

@@ -7,12 +7,11 @@ import re
 import time
 from urllib.parse import urlencode
 
-import redis
 import segno
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from .. import board as stats
-from ..errors import BoardUnavailable, ValidationFailed
+from ..errors import ValidationFailed
 from ..kit import kit
 from ..lan import checkout_url, room_port
 
@@ -66,13 +65,7 @@ def board_data():
     k = kit()
     snap = k.runtime.snapshot()
     now = time.time()
-    try:
-        summary = k.board.summary(now)
-        changes = [{"at": e["at"], "from": e["from"], "to": e["to"], "actor": e.get("actor")}
-                   for e in k.runtime.history()
-                   if e.get("kind") == "mode" and e["at"] >= now - stats.HISTORY_SECONDS]
-    except redis.RedisError:
-        raise BoardUnavailable(mode=snap.mode) from None
+    summary = k.board.summary(now, mode=snap.mode)
     summary["current"]["inflight_writes"] = k.inflight.count()
     ui = _trace_ui(snap.knobs)
     latest = summary.pop("latest_failed_trace")
@@ -87,7 +80,6 @@ def board_data():
         history_seconds=stats.HISTORY_SECONDS,
         ready_top_ms=stats.TOP_BUCKET_MS,
         **summary,
-        mode_changes=changes[::-1],  # oldest first, like the history points
         traces={"revealed": ui is not None,
                 "latest_failed_url": _trace_url(ui, latest),
                 "failed_search_url": ui and f"{ui}?{urlencode({**FAILED_SEARCH, 'endTs': int(now * 1000)})}"},

@@ -9,11 +9,10 @@ import threading
 import time
 from importlib.metadata import version
 
-import redis
 from flask import Blueprint, Response, jsonify, request
 
 from .. import metrics
-from ..errors import NotReady, StoreUnavailable
+from ..errors import NotReady, StateUnavailable, StoreUnavailable
 from ..kit import kit
 
 bp = Blueprint("ops", __name__)
@@ -37,10 +36,10 @@ def ready():
     except StoreUnavailable as err:
         checks[store] = f"unavailable ({err.details.get('detail', 'error')})"
     try:
-        k.backends.redis.ping()
+        k.sync.ping()
         checks["redis"] = "ok"
-    except redis.RedisError as err:
-        checks["redis"] = f"unavailable ({type(err).__name__}); serving the last known mode"
+    except StateUnavailable as err:
+        checks["redis"] = err.message
     if all(v == "ok" for v in checks.values()):
         return jsonify(status="ready", checks=checks)
     failing = [name for name, v in checks.items() if v != "ok"]
