@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the kit, defined once (names and labels as SPEC)."""
+"""Every Prometheus metric of the kit, defined once (names and labels: docs/contract.md, Metrics)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ _children: dict = {}
 
 def child(metric, *values):
     """metric.labels(*values), kept: labels() checks its arguments and takes a lock on every call,
-    while a labelled child never changes. Values come from closed sets (SPEC), so this stays small.
+    while a labelled child never changes. Values come from closed sets (docs/contract.md, Metrics), so this stays small.
     Keyed by the metric object, which callers read from this module at call time (bench/bare.py
     swaps them)."""
     key = (metric, values)

@@ -84,7 +84,7 @@ def section_contention(application, p) -> str:
     return ("## (b) Contention table: n simultaneous initiates in `audit`\n\n"
             "`python -m loadtest.contention`. Measured = mean ready time of the n writes, read exactly from"
             " `paygate_payment_ready_seconds` (_sum/_count), so writes whose OTP timed out count too. The"
-            " model is SPEC's 4w + 2a + n·c with the default knobs; the deadline is 400 ms.\n\n"
+            " model is docs/contract.md's 4w + 2a + n·c with the default knobs; the deadline is 400 ms.\n\n"
             + contention.table(rows))
 
 

@@ -50,7 +50,7 @@ def verify(base_url: str, payment_id: str, otp: str, session: requests.Session |
 
 
 def ready_model_ms(knobs: dict, mode: str = "audit", n: int = 1) -> float:
-    """SPEC's timing model of a write's ready time: 2w in `original` and `audit-async`,
+    """The timing model of a write's ready time (docs/contract.md, The timing model): 2w in `original` and `audit-async`,
     4w + 2a + n·c in `audit` with n writes in flight (w, a, c: the knobs)."""
     w = knobs["write_latency_ms"]
     if mode != "audit":

@@ -1,4 +1,4 @@
-"""Every status code of SPEC's API, on a fresh app per test against real Redis and FerretDB."""
+"""Every status code of the API (docs/contract.md, Status codes; docs/api.md), on a fresh app per test against real Redis and FerretDB."""
 
 from __future__ import annotations
 

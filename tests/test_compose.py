@@ -43,7 +43,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 CONFIG_TOOL = ROOT / ".cache" / "bin" / "composeconfig"
 
-# The ports the kit publishes on the host (README and the ports table of the behaviour contract);
+# The ports the kit publishes on the host (README and docs/contract.md, Processes and ports);
 # the app's 8000 is published by its load balancer.
 PUBLISHED = {"lb": 8000, "locust": 8089, "prometheus": 9090, "grafana": 3000, "zipkin": 9411}
 # Scaled with `--scale NAME=N`: no published port, no fixed container name.

@@ -30,8 +30,10 @@ BOTH_PROMETHEUS_PREFIXES = ("/api/v1/",)
 PROMETHEUS_URL = re.compile(r"https?://(?:localhost|127\.0\.0\.1):9090[^\s`'\"<>)|]*")
 # localhost: the facilitator's browser (compose's health checks ask 127.0.0.1 inside the container).
 GRAFANA_URL = re.compile(r"https?://localhost:3000[^\s`'\"<>)|]*")
-# Where a facilitator reads URLs: the guide, the front page, compose's header, the chart's notes.
-DOCUMENTS = ("workshop.md", "README.md", "docker-compose.yml", "deploy/helm/paygate/templates/NOTES.txt")
+# Where a facilitator reads URLs: the guide, the front page and the reference beside it, compose's header,
+# the chart's notes.
+DOCUMENTS = ("workshop.md", "README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")),
+             "docker-compose.yml", "deploy/helm/paygate/templates/NOTES.txt")
 
 
 def banners(log: str) -> list[str]:

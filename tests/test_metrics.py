@@ -15,7 +15,8 @@ import requests
 from loadtest.checkout import initiate, verify
 from rig.probe import parallel, poll_until, scrape, total, until_every_worker, worker_pids, writes_done
 
-SPEC_METRICS = {
+# The metric names of docs/contract.md (Metrics).
+CONTRACT_METRICS = {
     "paygate_http_request_duration_seconds": ("histogram", {"route", "method", "status"}),
     "paygate_payment_ready_seconds": ("histogram", {"mode"}),
     "paygate_otp_generation_total": ("counter", {"mode", "result"}),
@@ -59,10 +60,10 @@ def test_otp_generation_total_is_exactly_the_number_of_initiates_across_workers(
             - total(before, "paygate_payment_ready_seconds", sample="paygate_payment_ready_seconds_count")) == n
 
 
-def test_every_spec_metric_is_exported_with_its_type_and_labels(app, touch_every_metric):
+def test_every_contract_metric_is_exported_with_its_type_and_labels(app, touch_every_metric):
     body = touch_every_metric(app)
     families = scrape(app.url)
-    for name, (kind, labels) in SPEC_METRICS.items():
+    for name, (kind, labels) in CONTRACT_METRICS.items():
         family = families.get(name.removesuffix("_total"))  # the parser names counters without _total
         assert family is not None, f"{name} not exported"
         assert family.type == kind, (name, family.type)

@@ -37,7 +37,7 @@ from tools.prometheus_config import local_config, write_local_config
 
 PROMETHEUS_DIR = rig.ROOT / "dashboards" / "prometheus"
 # `original` runs gently (its figures are the baseline); `audit` closed-loop with no
-# think time, which SPEC's model says collapses from about 3 users.
+# think time, which the timing model (docs/contract.md) says collapses from about 3 users.
 ORIGINAL_THREADS, ORIGINAL_THINK_S = 4, 0.2
 AUDIT_THREADS = 8
 AUDIT_SECONDS = 15  # the audit burst shows on the dashboard and the board within this

@@ -18,7 +18,7 @@ from loadtest.checkout import initiate, ready_model_ms, verify
 from rig.probe import burst, no_writes_in_flight, parallel, poll_until, scrape, total
 
 REPLICAS = 3
-FLIP_BOUND_S = 1.0  # SPEC: a flip is seen by every worker and replica within 1 s
+FLIP_BOUND_S = 1.0  # docs/contract.md, Shared state: a flip is seen by every worker and replica within 1 s
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_the_audit_contention_counts_writes_on_every_replica(fresh):
 
     The wait is read against the same burst with no contention (contention_ms_per_write 0): what the
     real database takes for the burst's 54 writes on the shared cores (hundreds of ms on a busy machine,
-    outside SPEC's model) is in both and cancels out."""
+    outside the timing model of docs/contract.md) is in both and cancels out."""
     room, n = fresh, 9
     room.set_mode("audit")
     knobs = room.knobs()
