@@ -12,10 +12,10 @@ def open_backend(settings) -> Backend:
     if settings.mongo_url:
         from .mongo import connect
 
-        return connect(settings.mongo_url, settings.mongo_db, settings.mongo_timeout_ms)
+        return connect(settings.mongo_url, settings.mongo_db, settings.store_timeout_ms)
     from .sqlite import SqliteBackend
 
-    return SqliteBackend(settings.sqlite_path, timeout_ms=settings.mongo_timeout_ms)
+    return SqliteBackend(settings.sqlite_path, timeout_ms=settings.store_timeout_ms)
 
 
 def policy_for(mode: str, backend: Backend, knobs: dict, inflight, drainer) -> WritePolicy:
