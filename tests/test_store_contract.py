@@ -56,13 +56,14 @@ def drainer(backend):
     return AuditDrainer(backend, lambda: 0, grace_s=0)
 
 
-def _intent(payment_id: str) -> dict:
+def _intent(payment_id: str, created_at: float | None = None) -> dict:
     return {"_id": payment_id, "amount": "10.00", "currency": "USD",
-            "card": {"brand": "visa", "last4": "1111", "fingerprint": "f" * 32}, "created_at": time.time()}
+            "card": {"brand": "visa", "last4": "1111", "fingerprint": "f" * 32},
+            "created_at": time.time() if created_at is None else created_at}
 
 
-def _new_payment(policy, payment_id="pay_" + "a" * 24):
-    policy.create_intent(_intent(payment_id))
+def _new_payment(policy, payment_id="pay_" + "a" * 24, created_at: float | None = None):
+    policy.create_intent(_intent(payment_id, created_at))
     assert policy.backend.find_payment(payment_id)["status"] == "created"
     policy.mark_awaiting_otp(payment_id)
     return payment_id
@@ -129,6 +130,16 @@ def test_sweep_copies_outboxes_whose_worker_died_in_bounded_batches(backend, inf
     assert survivor.sweep() == 8
     assert len(_audit_log(backend, ids)) == 14
     assert survivor.sweep() == 0
+
+
+def test_a_sweep_copies_only_intents_created_in_its_window(backend, inflight):
+    policy = policy_for("audit-async", backend, FAST_KNOBS, inflight, AuditDrainer(backend, lambda: 0, grace_s=0))
+    # Created before the window, at its start (inside), at its end (outside: the window is half-open).
+    before, first, at_end = (_new_payment(policy, f"pay_{i:024x}", created_at=t)
+                             for i, t in enumerate((100.0, 200.0, 300.0)))
+    assert sum(backend.sweep_outbox(200.0, 300.0)) == 2
+    assert _audit_log(backend, [before, first, at_end]) == [(first, "awaiting_otp"), (first, "intent_created")]
+    assert sum(backend.sweep_outbox(0.0, 400.0)) == 4, "what the window left out waits for its own sweep"
 
 
 def _ready_with_otp(backend, inflight, expires_in=300):

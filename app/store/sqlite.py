@@ -55,6 +55,10 @@ INSERT_OUTBOX = "INSERT INTO audit_outbox (id, payment_id, record) VALUES (?, ?,
 CLAIM_ATTEMPT = ("INSERT INTO otp_attempts (payment_id, attempt, at)"
                  " SELECT ?1, used + 1, ?2 FROM (SELECT COUNT(*) AS used FROM otp_attempts WHERE payment_id = ?1)"
                  " WHERE used < ?3 RETURNING attempt")
+# The next page of payments, after ?1, created in [?2, ?3), with outbox rows left: what a sweep copies.
+SWEPT_PAYMENTS = ("SELECT DISTINCT o.payment_id FROM audit_outbox o JOIN payment_intents p ON p.id = o.payment_id"
+                  " WHERE o.payment_id > ?1 AND p.created_at >= ?2 AND p.created_at < ?3"
+                  " ORDER BY o.payment_id LIMIT ?4")
 # The intent `succeeded` at its charge's time (whichever verify inserted the charge).
 MARK_SUCCEEDED = ("UPDATE payment_intents SET status = 'succeeded', updated_at = ?2,"
                   " succeeded_at = (SELECT at FROM charges WHERE payment_id = ?1) WHERE id = ?1 RETURNING succeeded_at")
@@ -257,13 +261,15 @@ class SqliteBackend:
         return written
 
     def sweep_outbox(self, since: float, until: float, batch: int = BATCH) -> Iterator[int]:
-        """Whatever is still in the outbox was never copied (whenever written): move it, `batch` payments
-        per transaction."""
+        """Move the outbox rows of intents created in [since, until), `batch` payments per transaction.
+
+        Driven by the outbox (only records never copied are there, so it stays small) and
+        paged by payment id; each intent's creation time is found through its primary key.
+        """
         after = ""
         while True:
             with self._transaction() as conn:
-                ids = [r[0] for r in conn.execute("SELECT DISTINCT payment_id FROM audit_outbox WHERE payment_id > ?"
-                                                  " ORDER BY payment_id LIMIT ?", (after, batch))]
+                ids = [r[0] for r in conn.execute(SWEPT_PAYMENTS, (after, since, until, batch))]
                 marks = ", ".join("?" * len(ids))
                 rows = conn.execute(f"SELECT id, record FROM audit_outbox WHERE payment_id IN ({marks})", ids)
                 written = self._move(conn, rows.fetchall())
