@@ -8,9 +8,9 @@ remains, else `interval_s` after the last empty one; each batch pays the audit
 delay once, and a failed one is retried after RETRY_AFTER_FAILURE_S. A sweep, at start and every minute, copies
 what a worker that died left behind, in bounded batches, each intent once.
 
-An audit record's fixed _id makes every copy after the first a harmless
-duplicate, so drainers of several workers may overlap freely. The thread
-survives every error: it logs a WARNING, waits, and tries again.
+An audit record's fixed key (its payment and event) makes every copy after
+the first a harmless duplicate, so drainers of several workers may overlap
+freely. The thread survives every error: it logs a WARNING, waits, and tries again.
 """
 
 from __future__ import annotations
