@@ -1,10 +1,11 @@
 """Payments written straight into a store, many at once: a store after a busy day.
 
 Through HTTP, 100,000 checkouts would take longer than a benchmark section;
-written directly they take seconds. The payments are shaped like the app's
-own: succeeded payments (an intent and its charge) for the flatness figure,
-or `audit-async` payments whose worker died before its drainer copied their
-outbox (two audit records each) for the drainer's tests and figures.
+written directly (the port's `insert_payments`, a batch per write) they take
+seconds. The payments are shaped like the app's own: succeeded payments (an
+intent and its charge) for the flatness figure, or `audit-async` payments whose
+worker died before its drainer copied their outbox (two audit records each)
+for the drainer's tests and figures.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from app.store import AuditRecord, Card, Payment, audit_record
-from app.store.mongo import charge_document, intent_document
+from app.store import AuditRecord, Backend, Card, Payment, audit_record
+from app.store.mongo import MongoBackend
 from app.store.sqlite import SqliteBackend
-from app.store.sqlite_rows import INSERT_CHARGE, INSERT_INTENT, INSERT_OUTBOX, intent_row, outbox_rows
 
 BATCH = 5_000
 
@@ -46,37 +46,36 @@ def _batches(n: int, window_s: float):
         yield [now - window_s * (n - i) / n for i in range(start, min(n, start + BATCH))]
 
 
-def seed_mongo(mongo_url: str, db_name: str, n: int, undrained: bool = False) -> None:
-    """Insert n payments into `db_name`: succeeded ones (with charges), or undrained `audit-async` ones."""
+def seed(store: Backend, n: int, undrained: bool = False) -> list[str]:
+    """Insert n payments: succeeded ones (with charges) over the past day, or undrained `audit-async`
+    ones over the past half hour. Returns their ids."""
+    ids: list[str] = []
+    for times in _batches(n, 1800 if undrained else 86_400):
+        if undrained:
+            pairs = [undrained_payment(t) for t in times]
+            payments = [payment for payment, _ in pairs]
+            store.insert_payments(payments, [r for _, records in pairs for r in records])
+        else:
+            payments = [succeeded_payment(t) for t in times]
+            store.insert_payments(payments)
+        ids.extend(p.id for p in payments)
+    return ids
+
+
+def seed_mongo(mongo_url: str, db_name: str, n: int, undrained: bool = False) -> list[str]:
+    """seed() into the MongoDB database `db_name`."""
     client = MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
     try:
-        db = client[db_name]
-        for times in _batches(n, 1800 if undrained else 86_400):
-            if undrained:
-                docs = [intent_document(p, records) for p, records in map(undrained_payment, times)]
-                db.payment_intents.insert_many(docs, ordered=False)
-                continue
-            payments = [succeeded_payment(t) for t in times]
-            db.payment_intents.insert_many([intent_document(p) for p in payments], ordered=False)
-            db.charges.insert_many([charge_document(p, p.succeeded_at) for p in payments], ordered=False)
+        return seed(MongoBackend(client[db_name]), n, undrained)
     finally:
         client.close()
 
 
-def seed_sqlite(path: str | os.PathLike, n: int, undrained: bool = False) -> None:
-    """The same for the app's SQLite file (safe while the app runs: one transaction per batch)."""
+def seed_sqlite(path: str | os.PathLike, n: int, undrained: bool = False) -> list[str]:
+    """seed() into the app's SQLite file (safe while the app runs: one transaction per batch)."""
     backend = SqliteBackend(Path(path))
     backend.prepare()
     try:
-        for times in _batches(n, 1800 if undrained else 86_400):
-            with backend._transaction() as conn:
-                if undrained:
-                    pairs = [undrained_payment(t) for t in times]
-                    conn.executemany(INSERT_INTENT, [intent_row(p) for p, _ in pairs])
-                    conn.executemany(INSERT_OUTBOX, [row for _, records in pairs for row in outbox_rows(records)])
-                    continue
-                payments = [succeeded_payment(t) for t in times]
-                conn.executemany(INSERT_INTENT, [intent_row(p) for p in payments])
-                conn.executemany(INSERT_CHARGE, [(p.id, p.amount, p.currency, p.succeeded_at) for p in payments])
+        return seed(backend, n, undrained)
     finally:
         backend.close()

@@ -73,21 +73,8 @@ def _new_payment(policy, payment_id="pay_" + "a" * 24, created_at: float | None 
 
 
 def _audit_log(backend, payment_ids) -> list[tuple[str, str]]:
-    """(payment id, event) of every audit record of these payments, from the backend's own storage."""
-    if isinstance(backend, MongoBackend):
-        docs = backend.audit_logs.find({"payment_id": {"$in": list(payment_ids)}})
-        return sorted((d["payment_id"], d["event"]) for d in docs)
-    with backend._conn() as conn:
-        marks = ", ".join("?" * len(payment_ids))
-        rows = conn.execute(f"SELECT payment_id, event FROM audit_logs WHERE payment_id IN ({marks})", list(payment_ids))
-        return sorted(tuple(r) for r in rows)
-
-
-def _charges(backend, payment_id) -> int:
-    if isinstance(backend, MongoBackend):
-        return backend.charges.count_documents({"_id": payment_id})
-    with backend._conn() as conn:
-        return conn.execute("SELECT COUNT(*) FROM charges WHERE payment_id = ?", (payment_id,)).fetchone()[0]
+    """(payment id, event) of every audit record of these payments, sorted."""
+    return sorted((r.payment_id, r.event) for r in backend.audit_log(payment_ids))
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -122,6 +109,29 @@ def test_an_outbox_is_copied_once(backend, inflight, drainer):
     assert backend.copy_outbox([payment_id]) == 2
     assert backend.copy_outbox([payment_id]) == 0, "a copy already made is refused, not made twice"
     assert _audit_log(backend, [payment_id]) == [(payment_id, "awaiting_otp"), (payment_id, "intent_created")]
+
+
+def test_an_audit_record_reads_back_as_written(backend):
+    record = audit_record("pay_" + "f" * 24, "intent_created", "audit", "sync")
+    backend.insert_audit(record)
+    assert backend.audit_log([record.payment_id, "pay_" + "b" * 24]) == [record]
+    assert backend.count_audit_records() == 1
+
+
+def test_seeded_payments_read_back_as_the_service_would_have_left_them(backend):
+    paid = replace(_intent("pay_" + "1" * 24, created_at=50.0), status="succeeded", mode="original",
+                   updated_at=60.0, otp_hash="h1", otp_expires_at=350.0, succeeded_at=60.0)
+    # A card kept without its fingerprint reads back without one.
+    pending = replace(_intent("pay_" + "2" * 24), card=Card("visa", "1111"), status="awaiting_otp",
+                      mode="audit-async", updated_at=time.time())
+    outbox = [audit_record(pending.id, event, "audit-async", "async") for event in ("intent_created", "awaiting_otp")]
+    backend.insert_payments([paid, pending], outbox)
+    assert backend.find_payment(paid.id) == paid and backend.find_payment(pending.id) == pending
+    assert backend.charge_count(paid.id) == 1 and backend.charge_count(pending.id) == 0
+    assert backend.charge_once(paid, 999.0) == 60.0, "a seeded charge is the payment's one charge"
+    assert backend.count_audit_records() == 0, "outbox records wait for the drainer"
+    assert sum(backend.sweep_outbox(0.0, time.time() + 1)) == 2
+    assert backend.count_audit_records() == 2
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -187,8 +197,9 @@ def test_an_otp_is_attached_once_and_only_when_ready(backend, inflight):
 def test_a_payment_is_charged_once(backend, inflight):
     payment_id = _ready_with_otp(backend, inflight)
     payment = backend.find_payment(payment_id)
+    assert backend.charge_count(payment_id) == 0
     assert backend.charge_once(payment, 100.0) == backend.charge_once(payment, 200.0) == 100.0
-    assert _charges(backend, payment_id) == 1
+    assert backend.charge_count(payment_id) == 1
     payment = backend.find_payment(payment_id)
     assert payment.status == "succeeded" and payment.succeeded_at == 100.0
 
@@ -205,7 +216,7 @@ def test_parallel_charges_charge_once(backend, inflight):
     with ThreadPoolExecutor(8) as pool:
         times = set(pool.map(charge, range(8)))
     assert len(times) == 1, "every verify must answer with the one charge"
-    assert _charges(backend, payment_id) == 1
+    assert backend.charge_count(payment_id) == 1
     assert backend.find_payment(payment_id).succeeded_at == times.pop()
 
 
@@ -254,7 +265,7 @@ def test_the_sqlite_file_keeps_everything_across_a_reopen(tmp_path, inflight):
 
     again = SqliteBackend(path)
     assert again.find_payment(paid).status == "succeeded" and again.find_payment(paid).succeeded_at == 123.0
-    assert _charges(again, paid) == 1
+    assert again.charge_count(paid) == 1
     assert again.find_payment(pending).status == "awaiting_otp"
     assert AuditDrainer(again, lambda: 0, grace_s=0).sweep() == 2
     assert len(_audit_log(again, [pending])) == 2

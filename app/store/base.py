@@ -66,6 +66,23 @@ class Backend(Protocol):
         newly written by each, so no query or list grows with the backlog.
         """
 
+    def insert_payments(self, payments: Sequence[Payment], outbox: Sequence[AuditRecord] = ()) -> None:
+        """Store many payments in one write, as the service would have left them: a `succeeded` one
+        with its charge (at its `succeeded_at`), and the outbox records of those whose drainer never ran.
+
+        For seeding a store with a busy day's payments (benchmarks, the drainer's tests); not on any
+        request's path.
+        """
+
+    def charge_count(self, payment_id: str) -> int:
+        """How many charges the payment has: 0 or 1, by charge_once's promise."""
+
+    def audit_log(self, payment_ids: Sequence[str]) -> list[AuditRecord]:
+        """The audit-log records of these payments (copied or written), in no particular order."""
+
+    def count_audit_records(self) -> int:
+        """How many records the audit log holds in all."""
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
 

@@ -231,6 +231,34 @@ class MongoBackend:
             return err.details.get("nInserted", 0)  # the rest were already there
 
     @unavailable_on_error
+    def insert_payments(self, payments: Sequence[Payment], outbox: Sequence[AuditRecord] = ()) -> None:
+        """The intent documents (each with its outbox records inside), then the succeeded ones' charges."""
+        records: dict[str, list[AuditRecord]] = {}
+        for r in outbox:
+            records.setdefault(r.payment_id, []).append(r)
+        if payments:
+            self.intents.insert_many([intent_document(p, records.get(p.id, ())) for p in payments], ordered=False)
+        charges = [charge_document(p, p.succeeded_at) for p in payments if p.status == "succeeded"]
+        if charges:
+            self.charges.insert_many(charges, ordered=False)
+
+    @unavailable_on_error
+    def charge_count(self, payment_id: str) -> int:
+        """The charges documents under the payment's id: at most one."""
+        return self.charges.count_documents({"_id": payment_id})
+
+    @unavailable_on_error
+    def audit_log(self, payment_ids: Sequence[str]) -> list[AuditRecord]:
+        """The audit_logs documents of these payments."""
+        docs = self.audit_logs.find({"payment_id": {"$in": list(payment_ids)}})
+        return [AuditRecord(d["payment_id"], d["event"], d["mode"], d["path"], d["at"]) for d in docs]
+
+    @unavailable_on_error
+    def count_audit_records(self) -> int:
+        """The audit_logs documents, counted (not estimated from the collection's metadata)."""
+        return self.audit_logs.count_documents({})
+
+    @unavailable_on_error
     def ping(self) -> None:
         """The server's ping command."""
         self.db.command("ping")

@@ -29,6 +29,7 @@ from .sqlite_rows import (
     MARK_SUCCEEDED,
     SCHEMA,
     SWEPT_PAYMENTS,
+    audit_record_of,
     audit_row,
     audit_row_of_outbox,
     intent_row,
@@ -242,6 +243,38 @@ class SqliteBackend:
         written = conn.total_changes - before
         conn.executemany("DELETE FROM audit_outbox WHERE id = ?", [(r["id"],) for r in rows])
         return written
+
+    # -- seeding and looking back ------------------------------------------------
+
+    def insert_payments(self, payments: Sequence[Payment], outbox: Sequence[AuditRecord] = ()) -> None:
+        """The payments, the charges of the succeeded ones and the outbox rows, in one transaction
+        (safe while the app runs: the write lock is held only as long as one batch takes)."""
+        with self._transaction() as conn:
+            conn.executemany(INSERT_INTENT, [intent_row(p) for p in payments])
+            conn.executemany(INSERT_CHARGE, [(p.id, p.amount, p.currency, p.succeeded_at)
+                                             for p in payments if p.status == "succeeded"])
+            conn.executemany(INSERT_OUTBOX, outbox_rows(outbox))
+
+    def charge_count(self, payment_id: str) -> int:
+        """The charges rows of the payment (its primary key: at most one)."""
+        with self._conn() as conn:
+            return conn.execute("SELECT COUNT(*) FROM charges WHERE payment_id = ?", (payment_id,)).fetchone()[0]
+
+    def audit_log(self, payment_ids: Sequence[str]) -> list[AuditRecord]:
+        """The audit_logs rows of these payments (through their index), BATCH ids per query."""
+        ids, found = list(payment_ids), []
+        with self._conn() as conn:
+            for i in range(0, len(ids), BATCH):
+                chunk = ids[i:i + BATCH]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT * FROM audit_logs WHERE payment_id IN ({marks})", chunk)
+                found.extend(audit_record_of(row) for row in rows)
+        return found
+
+    def count_audit_records(self) -> int:
+        """The audit_logs table's rows."""
+        with self._conn() as conn:
+            return conn.execute("SELECT COUNT(*) FROM audit_logs").fetchone()[0]
 
     def ping(self) -> None:
         """A trivial query."""

@@ -84,3 +84,8 @@ def audit_row_of_outbox(record_json: str) -> tuple:
     """The audit_logs row of an outbox row's record."""
     r = json.loads(record_json)
     return r["_id"], r["payment_id"], r["event"], r["mode"], r["path"], r["at"]
+
+
+def audit_record_of(row: sqlite3.Row) -> AuditRecord:
+    """The record an audit_logs row holds."""
+    return AuditRecord(row["payment_id"], row["event"], row["mode"], row["path"], row["at"])
