@@ -70,8 +70,8 @@ class _FailsOnce:
 def test_the_drainer_thread_survives_any_error_and_loses_nothing(tmp_path, caplog):
     backend = SqliteBackend(tmp_path / "paygate.sqlite3")
     ids = seed.seed_sqlite(backend.path, 3, undrained=True)
-    drainer = AuditDrainer(_FailsOnce(backend), lambda: 0, interval_s=0.01)
-    drainer._next_sweep = float("inf")  # only the notified ids: the failure must not be swept over
+    # Only the notified ids: the failure must not be swept over.
+    drainer = AuditDrainer(_FailsOnce(backend), lambda: 0, interval_s=0.01, sweeps=False)
     for payment_id in ids:
         drainer.notify(payment_id)
     with caplog.at_level(logging.WARNING, logger="paygate"):
