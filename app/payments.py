@@ -13,7 +13,7 @@ import logging
 import math
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -86,7 +86,7 @@ class PaymentService:
         payment_id = new_payment_id()
         intent = Payment(id=payment_id, amount=str(req.amount), currency=req.currency,
                          card=Card(**cards.summary(req.card_number, self.settings.secret_key)),
-                         created_at=time.time())
+                         created_at=time.time(), status="created", mode=policy.name)
         annotate(mode=policy.name, payment_id=payment_id)
         if retry_of:
             annotate(retry_of=retry_of)
@@ -203,7 +203,7 @@ class PaymentService:
             raise PaymentNotFound()
         if payment.status == "succeeded":
             if otp.matches(payment.otp_hash, payment_id, code, key):
-                return succeeded_body(payment)  # a repeat: same answer, no second charge
+                return succeeded_body(payment, payment.succeeded_at)  # a repeat: same answer, no second charge
             raise InvalidOtp(attempts_left=0)
         if payment.status == "locked":
             raise PaymentLocked(attempts_left=0)
@@ -216,8 +216,7 @@ class PaymentService:
         # parallel guesses gets three comparisons, not three plus the burst.
         attempt = store.claim_attempt(payment_id, otp.MAX_ATTEMPTS)
         if attempt is not None and otp.matches(payment.otp_hash, payment_id, code, key):
-            charged_at = store.charge_once(payment, now)
-            return succeeded_body(replace(payment, status="succeeded", succeeded_at=charged_at))
+            return succeeded_body(payment, store.charge_once(payment, now))
         attempts_left = 0 if attempt is None else otp.MAX_ATTEMPTS - attempt
         if attempts_left == 0:
             store.lock(payment_id)
@@ -258,7 +257,7 @@ def public_view(payment: Payment) -> dict:
     }
 
 
-def succeeded_body(payment: Payment) -> dict:
-    """The answer to a successful verify (the same for a repeat)."""
+def succeeded_body(payment: Payment, succeeded_at: float | None) -> dict:
+    """The answer to a successful verify (the same for a repeat): charged at `succeeded_at`."""
     return {"payment_id": payment.id, "status": "succeeded", "amount": payment.amount,
-            "currency": payment.currency, "succeeded_at": payment.succeeded_at}
+            "currency": payment.currency, "succeeded_at": succeeded_at}

@@ -36,8 +36,8 @@ class Card:
 class Payment:
     """A payment intent: what was asked for, where its OTP stands, and whether it was charged.
 
-    A new intent carries only what the shopper gave (status `created`, no mode
-    yet): its write policy stamps the mode it is written in.
+    A new intent is `created`, in the mode of the write policy that inserts it
+    (the policy makes sure of both).
     """
 
     id: str
