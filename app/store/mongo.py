@@ -51,9 +51,9 @@ def connect(url: str, db_name: str, timeout_ms: int) -> MongoBackend:
     return MongoBackend(client[db_name])
 
 
-# The intent fields kept only once they have a value (a new intent has no OTP yet): a
-# document has the same keys it had when the service wrote dicts, and attach_otp's filter
-# {"otp_hash": None} matches a missing field and a null one alike.
+# The intent fields a document holds only once they have a value (a new intent has no OTP
+# yet), as documents always have; attach_otp's filter {"otp_hash": None} matches a missing
+# field and a null one alike.
 _LATER_FIELDS = ("updated_at", "otp_hash", "otp_expires_at", "succeeded_at")
 
 
