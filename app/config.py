@@ -63,7 +63,8 @@ class Settings:
     key_prefix: str = "paygate:"
     otp_ttl_seconds: int = 300
     max_body_bytes: int = 16 * 1024
-    mongo_timeout_ms: int = 1000
+    # How long a store call may wait for the database (MongoDB or the SQLite file) before a 503.
+    store_timeout_ms: int = 1000
     redis_timeout_ms: int = 500
     # OpenTelemetry: off installs nothing; on without an endpoint keeps the spans (and X-Trace-Id), exports none.
     tracing: bool = True
@@ -208,7 +209,7 @@ def load_settings(env=None, overrides: dict | None = None) -> Settings:
         admin_token=env.get("ADMIN_TOKEN") or "",
         secret_key=env.get("PAYGATE_SECRET_KEY") or "",
         key_prefix=env.get("PAYGATE_KEY_PREFIX") or "paygate:",
-        mongo_timeout_ms=_int(env, "MONGO_TIMEOUT_MS", 1000, 100, 10000),
+        store_timeout_ms=_int(env, "STORE_TIMEOUT_MS", 1000, 100, 10000),
         redis_timeout_ms=_int(env, "REDIS_TIMEOUT_MS", 500, 50, 10000),
         write_threads=_int(env, "WRITE_THREADS", 1024, 4, 4096),
         tracing=_switch(env, "TRACING", True),

@@ -28,7 +28,7 @@ from .errors import (
     PaymentNotFound,
 )
 from .lanes import WriteLanes
-from .store import policy_for
+from .store import Card, Payment, policy_for
 from .tracing import annotate, current_trace_id, deadline_passed, tracer
 
 log = logging.getLogger("paygate.payments")
@@ -84,13 +84,9 @@ class PaymentService:
         snap = self.runtime.snapshot()
         policy = policy_for(snap.mode, self.store, snap.knobs, self.inflight, self.drainer)
         payment_id = new_payment_id()
-        intent = {
-            "_id": payment_id,
-            "amount": str(req.amount),
-            "currency": req.currency,
-            "card": cards.summary(req.card_number, self.settings.secret_key),
-            "created_at": time.time(),
-        }
+        intent = Payment(id=payment_id, amount=str(req.amount), currency=req.currency,
+                         card=Card(**cards.summary(req.card_number, self.settings.secret_key)),
+                         created_at=time.time(), status="created", mode=policy.name)
         annotate(mode=policy.name, payment_id=payment_id)
         if retry_of:
             annotate(retry_of=retry_of)
@@ -202,26 +198,25 @@ class PaymentService:
     def _verify(self, payment_id: str, code: str) -> dict:
         store = self.store
         key = self.settings.secret_key
-        doc = store.find_payment(payment_id)
-        if doc is None:
+        payment = store.find_payment(payment_id)
+        if payment is None:
             raise PaymentNotFound()
-        if doc["status"] == "succeeded":
-            if otp.matches(doc.get("otp_hash"), payment_id, code, key):
-                return succeeded_body(doc)  # a repeat: same answer, no second charge
+        if payment.status == "succeeded":
+            if otp.matches(payment.otp_hash, payment_id, code, key):
+                return succeeded_body(payment, payment.succeeded_at)  # a repeat: same answer, no second charge
             raise InvalidOtp(attempts_left=0)
-        if doc["status"] == "locked":
+        if payment.status == "locked":
             raise PaymentLocked(attempts_left=0)
-        if not doc.get("otp_hash"):
+        if not payment.otp_hash:
             raise NoOtpIssued()
         now = time.time()
-        if doc.get("otp_expires_at", 0) <= now:
+        if (payment.otp_expires_at or 0) <= now:
             raise OtpExpired()
         # Every try uses up an attempt before the OTP is compared, so a burst of
         # parallel guesses gets three comparisons, not three plus the burst.
         attempt = store.claim_attempt(payment_id, otp.MAX_ATTEMPTS)
-        if attempt is not None and otp.matches(doc["otp_hash"], payment_id, code, key):
-            charge = store.charge_once(doc, now)
-            return succeeded_body({**doc, "succeeded_at": charge["at"]})
+        if attempt is not None and otp.matches(payment.otp_hash, payment_id, code, key):
+            return succeeded_body(payment, store.charge_once(payment, now))
         attempts_left = 0 if attempt is None else otp.MAX_ATTEMPTS - attempt
         if attempts_left == 0:
             store.lock(payment_id)
@@ -230,10 +225,10 @@ class PaymentService:
 
     def get(self, payment_id: str) -> dict:
         """What a client may see of a payment: never its OTP or fingerprint."""
-        doc = self.store.find_payment(payment_id)
-        if doc is None:
+        payment = self.store.find_payment(payment_id)
+        if payment is None:
             raise PaymentNotFound()
-        return public_view(doc)
+        return public_view(payment)
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the payment store answers."""
@@ -248,21 +243,21 @@ _VERIFY_RESULT = {PaymentNotFound: "not_found", NoOtpIssued: "no_otp", OtpExpire
                   PaymentLocked: "locked", InvalidOtp: "invalid"}
 
 
-def public_view(doc: dict) -> dict:
-    """The fields of an intent a client may see."""
+def public_view(payment: Payment) -> dict:
+    """The fields of a payment a client may see."""
     return {
-        "payment_id": doc["_id"],
-        "status": doc["status"],
-        "amount": doc["amount"],
-        "currency": doc["currency"],
-        "card": {"brand": doc["card"]["brand"], "last4": doc["card"]["last4"]},
-        "mode": doc.get("mode"),
-        "created_at": doc.get("created_at"),
-        "succeeded_at": doc.get("succeeded_at"),
+        "payment_id": payment.id,
+        "status": payment.status,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "card": {"brand": payment.card.brand, "last4": payment.card.last4},
+        "mode": payment.mode,
+        "created_at": payment.created_at,
+        "succeeded_at": payment.succeeded_at,
     }
 
 
-def succeeded_body(doc: dict) -> dict:
-    """The answer to a successful verify (the same for a repeat)."""
-    return {"payment_id": doc["_id"], "status": "succeeded", "amount": doc["amount"],
-            "currency": doc["currency"], "succeeded_at": doc.get("succeeded_at")}
+def succeeded_body(payment: Payment, succeeded_at: float | None) -> dict:
+    """The answer to a successful verify (the same for a repeat): charged at `succeeded_at`."""
+    return {"payment_id": payment.id, "status": "succeeded", "amount": payment.amount,
+            "currency": payment.currency, "succeeded_at": succeeded_at}

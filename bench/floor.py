@@ -19,7 +19,7 @@ from flask import Flask, jsonify, request
 
 from app.config import load_settings
 from app.otp import MAX_ATTEMPTS
-from app.store import open_backend
+from app.store import Card, Payment, open_backend
 
 from .stub import OTP_TTL_S, WRITE_S, worker_pid
 
@@ -35,8 +35,8 @@ def initiate():
     started = time.monotonic()
     payment_id = "pay_" + secrets.token_hex(12)
     time.sleep(WRITE_S)
-    store.insert_intent({"_id": payment_id, "status": "created", "mode": "original", "amount": "49.99",
-                         "currency": "USD", "card": {"brand": "visa", "last4": "1111"}, "created_at": time.time()})
+    store.insert_intent(Payment(id=payment_id, amount="49.99", currency="USD", card=Card("visa", "1111"),
+                                created_at=time.time(), status="created", mode="original"))
     time.sleep(WRITE_S)
     store.mark_awaiting_otp(payment_id)
     otp = f"{secrets.randbelow(10**6):06d}"
@@ -49,11 +49,11 @@ def initiate():
 def verify_otp():
     """The kit's four store calls of a right OTP: find, claim an attempt, charge once."""
     body = request.get_json(silent=True) or {}
-    doc = store.find_payment(body.get("payment_id", ""))
-    if doc is None or store.claim_attempt(doc["_id"], MAX_ATTEMPTS) is None or doc["otp_hash"] != body.get("otp"):
+    payment = store.find_payment(body.get("payment_id", ""))
+    if payment is None or store.claim_attempt(payment.id, MAX_ATTEMPTS) is None or payment.otp_hash != body.get("otp"):
         return jsonify(error="invalid_otp"), 400
-    charge = store.charge_once(doc, time.time())
-    return jsonify(payment_id=doc["_id"], status="succeeded", succeeded_at=charge["at"])
+    succeeded_at = store.charge_once(payment, time.time())
+    return jsonify(payment_id=payment.id, status="succeeded", succeeded_at=succeeded_at)
 
 
 @app.get("/health")

@@ -1,10 +1,11 @@
 """Payments written straight into a store, many at once: a store after a busy day.
 
 Through HTTP, 100,000 checkouts would take longer than a benchmark section;
-written directly they take seconds. The documents are shaped like the app's
-own: succeeded payments (an intent and its charge) for the flatness figure,
-or `audit-async` payments whose worker died before its drainer copied their
-outbox (two audit records each) for the drainer's tests and figures.
+written directly (the port's `insert_payments`, a batch per write) they take
+seconds. The payments are shaped like the app's own: succeeded payments (an
+intent and its charge) for the flatness figure, or `audit-async` payments whose
+worker died before its drainer copied their outbox (two audit records each)
+for the drainer's tests and figures.
 """
 
 from __future__ import annotations
@@ -15,25 +16,27 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from app.store import audit_record
-from app.store.sqlite import INSERT_INTENT, INSERT_OUTBOX, SqliteBackend, intent_row, outbox_rows
+from app.store import AuditRecord, Backend, Card, Payment, audit_record
+from app.store.mongo import MongoBackend
+from app.store.sqlite import SqliteBackend
 
 BATCH = 5_000
 
 
-def succeeded_intent(t: float) -> dict:
-    """One succeeded payment intent, as the app stores it after a verified OTP."""
-    return {"_id": "pay_" + os.urandom(12).hex(), "amount": "10.00", "currency": "USD",
-            "card": {"brand": "visa", "last4": "1111", "fingerprint": os.urandom(16).hex()},
-            "created_at": t, "status": "succeeded", "mode": "original", "updated_at": t,
-            "otp_hash": os.urandom(32).hex(), "otp_expires_at": t + 300, "succeeded_at": t}
+def succeeded_payment(t: float) -> Payment:
+    """One succeeded payment, as the app stores it after a verified OTP."""
+    return Payment(id="pay_" + os.urandom(12).hex(), amount="10.00", currency="USD",
+                   card=Card("visa", "1111", os.urandom(16).hex()), created_at=t, status="succeeded",
+                   mode="original", updated_at=t, otp_hash=os.urandom(32).hex(), otp_expires_at=t + 300,
+                   succeeded_at=t)
 
 
-def undrained_intent(t: float) -> tuple[dict, list[dict]]:
-    """An `audit-async` intent, ready, with the two outbox records nobody copied yet."""
-    doc = {**succeeded_intent(t), "status": "awaiting_otp", "mode": "audit-async", "otp_hash": None,
-           "otp_expires_at": None, "succeeded_at": None}
-    return doc, [audit_record(doc["_id"], event, "audit-async", "async") for event in ("intent_created", "awaiting_otp")]
+def undrained_payment(t: float) -> tuple[Payment, list[AuditRecord]]:
+    """An `audit-async` payment, ready, with the two outbox records nobody copied yet."""
+    ready = Payment(id="pay_" + os.urandom(12).hex(), amount="10.00", currency="USD",
+                    card=Card("visa", "1111", os.urandom(16).hex()), created_at=t, status="awaiting_otp",
+                    mode="audit-async", updated_at=t)
+    return ready, [audit_record(ready.id, event, "audit-async", "async") for event in ("intent_created", "awaiting_otp")]
 
 
 def _batches(n: int, window_s: float):
@@ -43,39 +46,36 @@ def _batches(n: int, window_s: float):
         yield [now - window_s * (n - i) / n for i in range(start, min(n, start + BATCH))]
 
 
-def seed_mongo(mongo_url: str, db_name: str, n: int, undrained: bool = False) -> None:
-    """Insert n payments into `db_name`: succeeded ones (with charges), or undrained `audit-async` ones."""
+def seed(store: Backend, n: int, undrained: bool = False) -> list[str]:
+    """Insert n payments: succeeded ones (with charges) over the past day, or undrained `audit-async`
+    ones over the past half hour. Returns their ids."""
+    ids: list[str] = []
+    for times in _batches(n, 1800 if undrained else 86_400):
+        if undrained:
+            pairs = [undrained_payment(t) for t in times]
+            payments = [payment for payment, _ in pairs]
+            store.insert_payments(payments, [r for _, records in pairs for r in records])
+        else:
+            payments = [succeeded_payment(t) for t in times]
+            store.insert_payments(payments)
+        ids.extend(p.id for p in payments)
+    return ids
+
+
+def seed_mongo(mongo_url: str, db_name: str, n: int, undrained: bool = False) -> list[str]:
+    """seed() into the MongoDB database `db_name`."""
     client = MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
     try:
-        db = client[db_name]
-        for times in _batches(n, 1800 if undrained else 86_400):
-            if undrained:
-                docs = [{**doc, "audit_outbox": records} for doc, records in map(undrained_intent, times)]
-                db.payment_intents.insert_many(docs, ordered=False)
-                continue
-            intents = [succeeded_intent(t) for t in times]
-            db.payment_intents.insert_many(intents, ordered=False)
-            db.charges.insert_many([{"_id": d["_id"], "amount": d["amount"], "currency": d["currency"],
-                                     "at": d["succeeded_at"]} for d in intents], ordered=False)
+        return seed(MongoBackend(client[db_name]), n, undrained)
     finally:
         client.close()
 
 
-def seed_sqlite(path: str | os.PathLike, n: int, undrained: bool = False) -> None:
-    """The same for the app's SQLite file (safe while the app runs: one transaction per batch)."""
+def seed_sqlite(path: str | os.PathLike, n: int, undrained: bool = False) -> list[str]:
+    """seed() into the app's SQLite file (safe while the app runs: one transaction per batch)."""
     backend = SqliteBackend(Path(path))
     backend.prepare()
     try:
-        for times in _batches(n, 1800 if undrained else 86_400):
-            with backend._transaction() as conn:
-                if undrained:
-                    pairs = [undrained_intent(t) for t in times]
-                    conn.executemany(INSERT_INTENT, [intent_row(doc) for doc, _ in pairs])
-                    conn.executemany(INSERT_OUTBOX, [row for _, records in pairs for row in outbox_rows(records)])
-                    continue
-                intents = [succeeded_intent(t) for t in times]
-                conn.executemany(INSERT_INTENT, [intent_row(d) for d in intents])
-                conn.executemany("INSERT INTO charges (payment_id, amount, currency, at) VALUES (?, ?, ?, ?)",
-                                 [(d["_id"], d["amount"], d["currency"], d["succeeded_at"]) for d in intents])
+        return seed(backend, n, undrained)
     finally:
         backend.close()

@@ -6,9 +6,18 @@ import logging
 import time
 
 import pytest
+from pymongo import MongoClient
 
 from loadtest.checkout import card_payload
 from rig.probe import poll_until
+
+
+@pytest.fixture
+def app_db(app, mongo_url):
+    """The test app's database, through a client of its own: what is at rest, and a fault to plant."""
+    client = MongoClient(mongo_url, serverSelectionTimeoutMS=3000)
+    yield client[app.extensions["paygate"].settings.mongo_db]
+    client.close()
 
 
 def _initiate(client, **overrides):
@@ -55,12 +64,12 @@ def test_initiate_issues_an_otp(client):
     ("amount", "1.234", "two decimals"),
     ("currency", "XYZ", "Input should be"),
 ])
-def test_invalid_fields_are_400_with_the_field_named(client, app, field, value, message):
+def test_invalid_fields_are_400_with_the_field_named(client, app_db, field, value, message):
     r = _initiate(client, **{field: value})
     assert r.status_code == 400
     assert r.json["error"] == "validation_error"
     assert message in r.json["fields"][field]
-    assert app.extensions["paygate"].backends.store.db.payment_intents.count_documents({}) == 0
+    assert app_db.payment_intents.count_documents({}) == 0
 
 
 def test_verify_succeeds_once_and_a_repeat_answers_the_same(client, app):
@@ -69,9 +78,9 @@ def test_verify_succeeds_once_and_a_repeat_answers_the_same(client, app):
     again = _verify(client, body["payment_id"], body["otp"])
     assert first.status_code == again.status_code == 200
     assert first.json == again.json and first.json["status"] == "succeeded"
-    db = app.extensions["paygate"].backends.store.db
-    assert db.payment_intents.find_one({"_id": body["payment_id"]})["status"] == "succeeded"
-    assert db.charges.count_documents({"_id": body["payment_id"]}) == 1
+    store = app.extensions["paygate"].backends.store
+    assert store.find_payment(body["payment_id"]).status == "succeeded"
+    assert store.charge_count(body["payment_id"]) == 1
 
 
 def test_wrong_otp_is_400_with_attempts_left_then_423_locked(client):
@@ -100,9 +109,9 @@ def test_no_otp_issued_is_409(client, auth):
     assert r.status_code == 409 and r.json["error"] == "no_otp"
 
 
-def test_expired_otp_is_410(client, app):
+def test_expired_otp_is_410(client, app_db):
     body = _initiate(client).json
-    app.extensions["paygate"].backends.store.db.payment_intents.update_one(
+    app_db.payment_intents.update_one(
         {"_id": body["payment_id"]}, {"$set": {"otp_expires_at": time.time() - 1}})
     r = _verify(client, body["payment_id"], body["otp"])
     assert r.status_code == 410 and r.json["error"] == "otp_expired"

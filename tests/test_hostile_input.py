@@ -254,9 +254,9 @@ def debug_settings(mongo_url: str, redis_url: str, *secrets: str) -> dict:
             assert secret not in text
         return r.get_json()["settings"]
     finally:
-        # Only the client: a full close would flush audit outboxes into a database it cannot use
+        # Only the store's connections: the kit's close would flush audit outboxes into a database it cannot use
         # (FerretDB refuses the made-up credentials; the two hosts below are not there).
-        app.extensions["paygate"].backends.store.db.client.close()
+        app.extensions["paygate"].backends.store.close()
 
 
 def test_debug_config_redacts_passwords_in_urls(mongo_service, redis_service):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .base import Backend, WritePolicy, audit_record
+from .base import Backend, WritePolicy
 from .drainer import AuditDrainer
 from .modes import MODES
+from .payment import AuditRecord, Card, Payment, audit_record
 
 
 def open_backend(settings) -> Backend:
@@ -12,10 +13,10 @@ def open_backend(settings) -> Backend:
     if settings.mongo_url:
         from .mongo import connect
 
-        return connect(settings.mongo_url, settings.mongo_db, settings.mongo_timeout_ms)
+        return connect(settings.mongo_url, settings.mongo_db, settings.store_timeout_ms)
     from .sqlite import SqliteBackend
 
-    return SqliteBackend(settings.sqlite_path, timeout_ms=settings.mongo_timeout_ms)
+    return SqliteBackend(settings.sqlite_path, timeout_ms=settings.store_timeout_ms)
 
 
 def policy_for(mode: str, backend: Backend, knobs: dict, inflight, drainer) -> WritePolicy:
@@ -23,4 +24,5 @@ def policy_for(mode: str, backend: Backend, knobs: dict, inflight, drainer) -> W
     return MODES[mode](backend, knobs, inflight, drainer)
 
 
-__all__ = ["MODES", "AuditDrainer", "Backend", "WritePolicy", "audit_record", "open_backend", "policy_for"]
+__all__ = ["MODES", "AuditDrainer", "AuditRecord", "Backend", "Card", "Payment", "WritePolicy", "audit_record",
+           "open_backend", "policy_for"]

@@ -8,14 +8,15 @@ remains, else `interval_s` after the last empty one; each batch pays the audit
 delay once, and a failed one is retried after RETRY_AFTER_FAILURE_S. A sweep, at start and every minute, copies
 what a worker that died left behind, in bounded batches, each intent once.
 
-An audit record's fixed _id makes every copy after the first a harmless
-duplicate, so drainers of several workers may overlap freely. The thread
-survives every error: it logs a WARNING, waits, and tries again.
+An audit record's fixed key (its payment and event) makes every copy after
+the first a harmless duplicate, so drainers of several workers may overlap
+freely. The thread survives every error: it logs a WARNING, waits, and tries again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -41,7 +42,10 @@ RETRY_AFTER_FAILURE_S = 1.0
 class AuditDrainer:
     """A background thread that copies the outboxes of notified intents."""
 
-    def __init__(self, backend: Backend, audit_delay_ms, interval_s: float = 0.2, grace_s: float = SWEEP_GRACE_S):
+    def __init__(self, backend: Backend, audit_delay_ms, interval_s: float = 0.2, grace_s: float = SWEEP_GRACE_S,
+                 sweeps: bool = True):
+        """`sweeps=False`: the thread copies only what it is notified of, never sweeping (a test of the
+        drain alone, whose failure a sweep would otherwise cover over)."""
         self.backend = backend
         self._grace_s = grace_s
         self._audit_delay_ms = audit_delay_ms  # callable: the knob as it is now
@@ -51,7 +55,8 @@ class AuditDrainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._next_sweep = time.monotonic()  # a new worker first picks up what a dead one left
+        # A new worker first picks up what a dead one left.
+        self._next_sweep = time.monotonic() if sweeps else math.inf
         self._swept_until = time.time() - SWEEP_WINDOW_S
 
     def notify(self, payment_id: str) -> None:

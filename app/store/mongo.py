@@ -11,6 +11,7 @@ from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError,
 
 from ..errors import StoreUnavailable
 from .base import BATCH
+from .payment import AuditRecord, Card, Payment
 
 COLLECTIONS = ("payment_intents", "audit_logs", "charges", "otp_attempts")
 
@@ -50,6 +51,44 @@ def connect(url: str, db_name: str, timeout_ms: int) -> MongoBackend:
     return MongoBackend(client[db_name])
 
 
+# The intent fields a document holds only once they have a value (a new intent has no OTP
+# yet), as documents always have; attach_otp's filter {"otp_hash": None} matches a missing
+# field and a null one alike.
+_LATER_FIELDS = ("updated_at", "otp_hash", "otp_expires_at", "succeeded_at")
+
+
+def intent_document(payment: Payment, outbox: Sequence[AuditRecord] = ()) -> dict:
+    """The payment_intents document of a payment, its outbox records inside it."""
+    doc = {"_id": payment.id, "amount": payment.amount, "currency": payment.currency,
+           "card": payment.card.as_dict(), "created_at": payment.created_at, "status": payment.status,
+           "mode": payment.mode}
+    for field in _LATER_FIELDS:
+        value = getattr(payment, field)
+        if value is not None:
+            doc[field] = value
+    if outbox:
+        doc["audit_outbox"] = [audit_document(r) for r in outbox]
+    return doc
+
+
+def payment_of(doc: dict) -> Payment:
+    """The payment an intent document holds."""
+    return Payment(id=doc["_id"], amount=doc["amount"], currency=doc["currency"], card=Card.from_dict(doc["card"]),
+                   created_at=doc["created_at"], status=doc["status"], mode=doc.get("mode"),
+                   updated_at=doc.get("updated_at"), otp_hash=doc.get("otp_hash"),
+                   otp_expires_at=doc.get("otp_expires_at"), succeeded_at=doc.get("succeeded_at"))
+
+
+def audit_document(r: AuditRecord) -> dict:
+    """The audit_logs document of a record, under its key as _id: a second copy is refused."""
+    return {"_id": r.key, "payment_id": r.payment_id, "event": r.event, "mode": r.mode, "path": r.path, "at": r.at}
+
+
+def charge_document(payment: Payment, at: float) -> dict:
+    """The charges document of a payment charged at `at`, under the payment's id: one charge at most."""
+    return {"_id": payment.id, "amount": payment.amount, "currency": payment.currency, "at": at}
+
+
 class MongoBackend:
     """Payments as MongoDB documents; outbox records inside the intent document.
 
@@ -86,27 +125,28 @@ class MongoBackend:
         self.intents.create_index([("mode", 1), ("created_at", 1)], name="mode_created_at")
 
     @unavailable_on_error
-    def insert_intent(self, intent: dict, outbox: Sequence[dict] = ()) -> None:
+    def insert_intent(self, payment: Payment, outbox: Sequence[AuditRecord] = ()) -> None:
         """Insert the intent document, its outbox records inside it."""
-        self.intents.insert_one({**intent, "audit_outbox": list(outbox)} if outbox else intent)
+        self.intents.insert_one(intent_document(payment, outbox))
 
     @unavailable_on_error
-    def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[dict] = ()) -> bool:
+    def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[AuditRecord] = ()) -> bool:
         """Conditional update `created` → `awaiting_otp`, pushing the outbox records."""
         update: dict = {"$set": {"status": "awaiting_otp", "updated_at": time.time()}}
         if outbox:
-            update["$push"] = {"audit_outbox": {"$each": list(outbox)}}
+            update["$push"] = {"audit_outbox": {"$each": [audit_document(r) for r in outbox]}}
         return self.intents.update_one({"_id": payment_id, "status": "created"}, update).modified_count == 1
 
     @unavailable_on_error
-    def insert_audit(self, record: dict) -> None:
+    def insert_audit(self, record: AuditRecord) -> None:
         """One audit-log document."""
-        self.audit_logs.insert_one(record)
+        self.audit_logs.insert_one(audit_document(record))
 
     @unavailable_on_error
-    def find_payment(self, payment_id: str) -> dict | None:
-        """The intent document, without its outbox."""
-        return self.intents.find_one({"_id": payment_id}, {"audit_outbox": 0})
+    def find_payment(self, payment_id: str) -> Payment | None:
+        """The payment of the intent document (read without its outbox)."""
+        doc = self.intents.find_one({"_id": payment_id}, {"audit_outbox": 0})
+        return None if doc is None else payment_of(doc)
 
     @unavailable_on_error
     def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
@@ -140,18 +180,17 @@ class MongoBackend:
                                                                    "succeeded_at": charge["at"]}})
 
     @unavailable_on_error
-    def charge_once(self, payment: dict, now: float) -> dict:
+    def charge_once(self, payment: Payment, now: float) -> float:
         """The charge is an insert under the payment's id: a second one is a duplicate."""
         try:
-            self.charges.insert_one({"_id": payment["_id"], "amount": payment["amount"],
-                                     "currency": payment["currency"], "at": now})
-            charge = {"_id": payment["_id"], "at": now}
+            self.charges.insert_one(charge_document(payment, now))
+            at = now
         except DuplicateKeyError:
-            charge = self.charges.find_one({"_id": payment["_id"]})
+            at = self.charges.find_one({"_id": payment.id})["at"]
         # Idempotent: whichever verify charged, the intent ends `succeeded` at the charge's time.
-        self.intents.update_one({"_id": payment["_id"]},
-                                {"$set": {"status": "succeeded", "succeeded_at": charge["at"], "updated_at": now}})
-        return {"_id": charge["_id"], "at": charge["at"]}
+        self.intents.update_one({"_id": payment.id},
+                                {"$set": {"status": "succeeded", "succeeded_at": at, "updated_at": now}})
+        return at
 
     @unavailable_on_error
     def copy_outbox(self, payment_ids: Sequence[str]) -> int:
@@ -190,6 +229,34 @@ class MongoBackend:
             if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
                 raise
             return err.details.get("nInserted", 0)  # the rest were already there
+
+    @unavailable_on_error
+    def insert_payments(self, payments: Sequence[Payment], outbox: Sequence[AuditRecord] = ()) -> None:
+        """The intent documents (each with its outbox records inside), then the succeeded ones' charges."""
+        records: dict[str, list[AuditRecord]] = {}
+        for r in outbox:
+            records.setdefault(r.payment_id, []).append(r)
+        if payments:
+            self.intents.insert_many([intent_document(p, records.get(p.id, ())) for p in payments], ordered=False)
+        charges = [charge_document(p, p.succeeded_at) for p in payments if p.status == "succeeded"]
+        if charges:
+            self.charges.insert_many(charges, ordered=False)
+
+    @unavailable_on_error
+    def charge_count(self, payment_id: str) -> int:
+        """The charges documents under the payment's id: at most one."""
+        return self.charges.count_documents({"_id": payment_id})
+
+    @unavailable_on_error
+    def audit_log(self, payment_ids: Sequence[str]) -> list[AuditRecord]:
+        """The audit_logs documents of these payments."""
+        docs = self.audit_logs.find({"payment_id": {"$in": list(payment_ids)}})
+        return [AuditRecord(d["payment_id"], d["event"], d["mode"], d["path"], d["at"]) for d in docs]
+
+    @unavailable_on_error
+    def count_audit_records(self) -> int:
+        """The audit_logs documents, counted (not estimated from the collection's metadata)."""
+        return self.audit_logs.count_documents({})
 
     @unavailable_on_error
     def ping(self) -> None:

@@ -10,7 +10,6 @@ across threads and processes alike.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -20,60 +19,26 @@ from pathlib import Path
 from ..errors import StoreUnavailable
 from ..tracing import spanned
 from .base import BATCH
+from .payment import AuditRecord, Payment
+from .sqlite_rows import (
+    CLAIM_ATTEMPT,
+    INSERT_AUDIT,
+    INSERT_CHARGE,
+    INSERT_INTENT,
+    INSERT_OUTBOX,
+    MARK_SUCCEEDED,
+    SCHEMA,
+    SWEPT_PAYMENTS,
+    audit_record_of,
+    audit_row,
+    audit_row_of_outbox,
+    intent_row,
+    outbox_rows,
+    payment_of,
+)
 from .writelock import WriteLock
 
 WAL_AUTOCHECKPOINT_PAGES = 10_000
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS payment_intents (
-    id TEXT PRIMARY KEY, status TEXT NOT NULL, mode TEXT NOT NULL, amount TEXT NOT NULL,
-    currency TEXT NOT NULL, card TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL,
-    otp_hash TEXT, otp_expires_at REAL, succeeded_at REAL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit_outbox (
-    id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, record TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS audit_outbox_payment ON audit_outbox (payment_id);
-CREATE TABLE IF NOT EXISTS audit_logs (
-    id TEXT PRIMARY KEY, payment_id TEXT NOT NULL, event TEXT NOT NULL, mode TEXT NOT NULL,
-    path TEXT NOT NULL, at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS audit_logs_payment ON audit_logs (payment_id);
-CREATE TABLE IF NOT EXISTS charges (
-    payment_id TEXT PRIMARY KEY, amount TEXT NOT NULL, currency TEXT NOT NULL, at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS otp_attempts (
-    payment_id TEXT NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (payment_id, attempt)
-) WITHOUT ROWID;
-"""
-_INTENT_COLUMNS = ("id", "status", "mode", "amount", "currency", "card", "created_at", "updated_at",
-                   "otp_hash", "otp_expires_at", "succeeded_at")
-INSERT_INTENT = (f"INSERT INTO payment_intents ({', '.join(_INTENT_COLUMNS)})"
-                  f" VALUES ({', '.join('?' * len(_INTENT_COLUMNS))})")
-_INSERT_AUDIT = "INSERT OR IGNORE INTO audit_logs (id, payment_id, event, mode, path, at) VALUES (?, ?, ?, ?, ?, ?)"
-INSERT_OUTBOX = "INSERT INTO audit_outbox (id, payment_id, record) VALUES (?, ?, ?)"
-# Attempt n + 1 if fewer than the limit are used: the count and the insert in one statement.
-CLAIM_ATTEMPT = ("INSERT INTO otp_attempts (payment_id, attempt, at)"
-                 " SELECT ?1, used + 1, ?2 FROM (SELECT COUNT(*) AS used FROM otp_attempts WHERE payment_id = ?1)"
-                 " WHERE used < ?3 RETURNING attempt")
-# The intent `succeeded` at its charge's time (whichever verify inserted the charge).
-MARK_SUCCEEDED = ("UPDATE payment_intents SET status = 'succeeded', updated_at = ?2,"
-                  " succeeded_at = (SELECT at FROM charges WHERE payment_id = ?1) WHERE id = ?1 RETURNING succeeded_at")
-
-
-def intent_row(intent: dict) -> tuple:
-    """The payment_intents row of an intent document."""
-    return (intent["_id"], intent["status"], intent["mode"], intent["amount"], intent["currency"],
-            json.dumps(intent["card"]), intent["created_at"], intent.get("updated_at"), intent.get("otp_hash"),
-            intent.get("otp_expires_at"), intent.get("succeeded_at"))
-
-
-def outbox_rows(records: Sequence[dict]) -> list[tuple]:
-    """audit_outbox rows of some audit records."""
-    return [(r["_id"], r["payment_id"], json.dumps(r)) for r in records]
-
-
-def _audit_row(r: dict) -> tuple:
-    return r["_id"], r["payment_id"], r["event"], r["mode"], r["path"], r["at"]
 
 
 class SqliteBackend:
@@ -165,18 +130,18 @@ class SqliteBackend:
     # -- the write path --------------------------------------------------------
 
     @spanned("sqlite.insert_intent")
-    def insert_intent(self, intent: dict, outbox: Sequence[dict] = ()) -> None:
+    def insert_intent(self, payment: Payment, outbox: Sequence[AuditRecord] = ()) -> None:
         """Insert the intent row and its outbox rows in one transaction."""
         if not outbox:
             with self._conn(write=True) as conn:
-                conn.execute(INSERT_INTENT, intent_row(intent))
+                conn.execute(INSERT_INTENT, intent_row(payment))
             return
         with self._transaction() as conn:
-            conn.execute(INSERT_INTENT, intent_row(intent))
+            conn.execute(INSERT_INTENT, intent_row(payment))
             conn.executemany(INSERT_OUTBOX, outbox_rows(outbox))
 
     @spanned("sqlite.mark_awaiting_otp")
-    def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[dict] = ()) -> bool:
+    def mark_awaiting_otp(self, payment_id: str, outbox: Sequence[AuditRecord] = ()) -> bool:
         """Conditional update `created` → `awaiting_otp`, with the outbox rows in the same transaction."""
         sql = "UPDATE payment_intents SET status = 'awaiting_otp', updated_at = ? WHERE id = ? AND status = 'created'"
         if not outbox:
@@ -189,23 +154,19 @@ class SqliteBackend:
             return changed
 
     @spanned("sqlite.insert_audit")
-    def insert_audit(self, record: dict) -> None:
+    def insert_audit(self, record: AuditRecord) -> None:
         """One audit-log row."""
         with self._conn(write=True) as conn:
-            conn.execute(_INSERT_AUDIT, _audit_row(record))
+            conn.execute(INSERT_AUDIT, audit_row(record))
 
     # -- reading and verifying -------------------------------------------------
 
     @spanned("sqlite.find_payment")
-    def find_payment(self, payment_id: str) -> dict | None:
-        """The intent row as the same document MongoDB would return."""
+    def find_payment(self, payment_id: str) -> Payment | None:
+        """The payment its intent row holds."""
         with self._conn() as conn:
             row = conn.execute("SELECT * FROM payment_intents WHERE id = ?", (payment_id,)).fetchone()
-        if row is None:
-            return None
-        doc = {"_id": row["id"], **{k: row[k] for k in _INTENT_COLUMNS[1:]}}
-        doc["card"] = json.loads(row["card"])
-        return doc
+        return None if row is None else payment_of(row)
 
     @spanned("sqlite.attach_otp")
     def attach_otp(self, payment_id: str, otp_hash: str, expires_at: float) -> bool:
@@ -233,13 +194,11 @@ class SqliteBackend:
                          (time.time(), payment_id, payment_id))
 
     @spanned("sqlite.charge_once")
-    def charge_once(self, payment: dict, now: float) -> dict:
+    def charge_once(self, payment: Payment, now: float) -> float:
         """Insert the charge if there is none, and mark the intent `succeeded` at the charge's time."""
         with self._transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO charges (payment_id, amount, currency, at) VALUES (?, ?, ?, ?)",
-                         (payment["_id"], payment["amount"], payment["currency"], now))
-            at = conn.execute(MARK_SUCCEEDED, (payment["_id"], now)).fetchall()[0][0]
-        return {"_id": payment["_id"], "at": at}
+            conn.execute(INSERT_CHARGE, (payment.id, payment.amount, payment.currency, now))
+            return conn.execute(MARK_SUCCEEDED, (payment.id, now)).fetchall()[0][0]
 
     # -- the outbox ------------------------------------------------------------
 
@@ -257,13 +216,15 @@ class SqliteBackend:
         return written
 
     def sweep_outbox(self, since: float, until: float, batch: int = BATCH) -> Iterator[int]:
-        """Whatever is still in the outbox was never copied (whenever written): move it, `batch` payments
-        per transaction."""
+        """Move the outbox rows of intents created in [since, until), `batch` payments per transaction.
+
+        Driven by the outbox (only records never copied are there, so it stays small) and
+        paged by payment id; each intent's creation time is found through its primary key.
+        """
         after = ""
         while True:
             with self._transaction() as conn:
-                ids = [r[0] for r in conn.execute("SELECT DISTINCT payment_id FROM audit_outbox WHERE payment_id > ?"
-                                                  " ORDER BY payment_id LIMIT ?", (after, batch))]
+                ids = [r[0] for r in conn.execute(SWEPT_PAYMENTS, (after, since, until, batch))]
                 marks = ", ".join("?" * len(ids))
                 rows = conn.execute(f"SELECT id, record FROM audit_outbox WHERE payment_id IN ({marks})", ids)
                 written = self._move(conn, rows.fetchall())
@@ -274,14 +235,46 @@ class SqliteBackend:
 
     @staticmethod
     def _move(conn: sqlite3.Connection, rows: list) -> int:
+        """Copy outbox rows to the audit log and delete them; returns the records newly written."""
         if not rows:
             return 0
-        records = [json.loads(r["record"]) for r in rows]
         before = conn.total_changes
-        conn.executemany(_INSERT_AUDIT, [_audit_row(r) for r in records])
+        conn.executemany(INSERT_AUDIT, [audit_row_of_outbox(r["record"]) for r in rows])
         written = conn.total_changes - before
         conn.executemany("DELETE FROM audit_outbox WHERE id = ?", [(r["id"],) for r in rows])
         return written
+
+    # -- seeding and looking back ------------------------------------------------
+
+    def insert_payments(self, payments: Sequence[Payment], outbox: Sequence[AuditRecord] = ()) -> None:
+        """The payments, the charges of the succeeded ones and the outbox rows, in one transaction
+        (safe while the app runs: the write lock is held only as long as one batch takes)."""
+        with self._transaction() as conn:
+            conn.executemany(INSERT_INTENT, [intent_row(p) for p in payments])
+            conn.executemany(INSERT_CHARGE, [(p.id, p.amount, p.currency, p.succeeded_at)
+                                             for p in payments if p.status == "succeeded"])
+            conn.executemany(INSERT_OUTBOX, outbox_rows(outbox))
+
+    def charge_count(self, payment_id: str) -> int:
+        """The charges rows of the payment (its primary key: at most one)."""
+        with self._conn() as conn:
+            return conn.execute("SELECT COUNT(*) FROM charges WHERE payment_id = ?", (payment_id,)).fetchone()[0]
+
+    def audit_log(self, payment_ids: Sequence[str]) -> list[AuditRecord]:
+        """The audit_logs rows of these payments (through their index), BATCH ids per query."""
+        ids, found = list(payment_ids), []
+        with self._conn() as conn:
+            for i in range(0, len(ids), BATCH):
+                chunk = ids[i:i + BATCH]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT * FROM audit_logs WHERE payment_id IN ({marks})", chunk)
+                found.extend(audit_record_of(row) for row in rows)
+        return found
+
+    def count_audit_records(self) -> int:
+        """The audit_logs table's rows."""
+        with self._conn() as conn:
+            return conn.execute("SELECT COUNT(*) FROM audit_logs").fetchone()[0]
 
     def ping(self) -> None:
         """A trivial query."""
