@@ -38,8 +38,6 @@ HEADING = re.compile(r"^(#{1,6}) +(.+?)\s*$", re.M)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 CODE = re.compile(r"`([^`]+)`")
 
-# Read by load_settings today but on its way out of the code: documented nowhere.
-UNDOCUMENTED_SETTINGS = {"RUNTIME_CACHE_MS"}
 # Files that read the process-level variables (docs/configuration.md, The processes).
 PROCESS_FILES = ("gunicorn.conf.py", "app/worker.py", "app/lan.py", "app/tracing.py", "tools/up.py", "tools/tracing.py")
 PROCESS_READ = re.compile(r"""(?:environ\.get|env\.get|getenv|_port)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
@@ -167,14 +165,11 @@ def test_the_app_settings_table_is_what_load_settings_reads():
     rows = by_name(table(CONFIGURATION, "The app's settings"))
     code = loader_variables()
     assert "MONGO_URL" in code and "REDIS_TIMEOUT_MS" in code, "the loader's variables were not found"
-    same_names(rows, set(code) - UNDOCUMENTED_SETTINGS, "docs/configuration.md, The app's settings")
+    same_names(rows, set(code), "docs/configuration.md, The app's settings")
     for variable, bounds in code.items():
         if bounds and variable in rows:
             default, low, high = bounds
             assert rows[variable][1] == f"{default} ({low}–{high})", (variable, rows[variable][1], bounds)
-    for path in (README, *DOCS.glob("*.md")):
-        for variable in UNDOCUMENTED_SETTINGS:
-            assert variable not in path.read_text(), f"{path.name} documents {variable}, which is leaving the code"
 
 
 def test_the_process_variables_table_is_what_the_processes_read():
@@ -234,7 +229,7 @@ def test_every_route_is_in_the_openapi_document_or_the_table_of_the_others(tmp_p
 def test_each_mirrored_table_has_one_home():
     """A metric, knob, mode or variable is a table row in its home document only."""
     homes = {CONTRACT: [*registry(), *config.KNOBS, *config.MODES],
-             CONFIGURATION: [*set(loader_variables()) - UNDOCUMENTED_SETTINGS]}
+             CONFIGURATION: [*loader_variables()]}
     for home, names in homes.items():
         for path in (README, ROOT / "ARCHITECTURE.md", *DOCS.glob("*.md")):
             if path == home:

@@ -29,14 +29,14 @@ class WriteLock:
         self._path = path
         self._timeout_s = timeout_s
         self._threads = threading.Lock()
-        self._fd: int | None = None
+        self._fd = -1  # the lock file, opened by the first acquire
 
     def acquire(self) -> None:
         """Take the lock within the timeout, else raise StoreUnavailable (a stuck worker never hangs us)."""
         if not self._threads.acquire(timeout=self._timeout_s):
             raise StoreUnavailable(detail="SQLite write lock")
         try:
-            if self._fd is None:
+            if self._fd < 0:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
             self._lock_other_workers()
         except BaseException:
