@@ -95,9 +95,11 @@ experiment: venv
 rehearse: venv
 	$(PY) -m loadtest.calibrate
 
-## test: the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus, Zipkin and Chromium
+## test: ruff and mypy (app/), then the whole suite against real Redis, FerretDB on PostgreSQL, gunicorn, Prometheus,
+## Zipkin and Chromium
 test: venv services ferretdb wrk helm zipkin
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## bench: the benchmark; writes bench/RESULTS.md (all but the soak block)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -17,6 +17,7 @@ def create_app(config: dict | None = None) -> Flask:
     """
     # Imported here, not at the top: `import app.store` (and the other domain modules) must not need Flask.
     from flask import Flask
+    from flask.json.provider import DefaultJSONProvider
 
     from . import instrumentation, kit, security, tracing
     from .config import load_settings
@@ -28,7 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    cast(DefaultJSONProvider, app.json).sort_keys = False  # answers keep the order they are written in
     _init_logging()
 
     # Before the kit: pymongo's instrumentation must be in place before its client is made.

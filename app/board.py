@@ -20,9 +20,11 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import redis
+from redis.client import Pipeline
 
 from .errors import BoardUnavailable
 from .runtime import StateKeys
@@ -60,7 +62,7 @@ class Pending:
 class BoardStats:
     """Counts checkouts, OTP outcomes, ready times, retries and writes in flight, and summarises them for the board."""
 
-    def __init__(self, rds: redis.Redis, prefix: str, clock=time.time):
+    def __init__(self, rds: redis.Redis, prefix: str, clock: Callable[[], float] = time.time) -> None:
         self._redis = rds
         self._prefix = prefix + "board:"
         self._latest_failed_key = self._prefix + "latest_failed_trace"
@@ -109,7 +111,7 @@ class BoardStats:
             pending, self._pending = self._pending, Pending()
         return pending
 
-    def queue_flush(self, pipe, pending: Pending) -> None:
+    def queue_flush(self, pipe: Pipeline, pending: Pending) -> None:
         """Add the pending counts to `pipe`: one HINCRBY per second and field, the latest failed trace."""
         for (second, name), n in pending.counts.items():
             pipe.hincrby(self._key(second), name, n)
@@ -196,7 +198,7 @@ def ready_bucket(seconds: float) -> int:
     return min(MAX_BUCKET, max(1, math.ceil(seconds * 1000 / BUCKET_MS)))
 
 
-def _merge(many) -> dict:
+def _merge(many: Iterable[dict]) -> dict:
     total: dict[str, int] = {}
     for counts in many:
         for k, v in counts.items():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, fields
+from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 # The persistence modes, each with the console's one-line description: the one list that
@@ -152,9 +154,9 @@ def _redact_options(query: str) -> str:
     return "".join(parts)
 
 
-def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name)
-    if raw in (None, ""):
+    if not raw:
         return default
     try:
         value = int(raw)
@@ -165,14 +167,14 @@ def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _url(env: dict, name: str, schemes: tuple[str, ...]) -> str | None:
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
     raw = env.get(name) or None
     if raw and urlsplit(raw).scheme not in schemes:
         raise ConfigError(f"{name} must start with {' or '.join(s + '://' for s in schemes)}")
     return raw
 
 
-def _switch(env: dict, name: str, default: bool) -> bool:
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
         return default
@@ -183,7 +185,7 @@ def _switch(env: dict, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
 
-def ensure_shared_secrets(env=os.environ) -> None:
+def ensure_shared_secrets(env: MutableMapping[str, str] = os.environ) -> None:
     """Generate ADMIN_TOKEN and PAYGATE_SECRET_KEY once if unset.
 
     Called in the gunicorn master before it forks, so every worker shares the
@@ -196,10 +198,10 @@ def ensure_shared_secrets(env=os.environ) -> None:
         env["PAYGATE_SECRET_KEY"] = secrets.token_urlsafe(32)
 
 
-def load_settings(env=None, overrides: dict | None = None) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Read settings from the environment, raising ConfigError on bad values."""
     env = dict(os.environ if env is None else env)
-    values = dict(
+    values: dict[str, Any] = dict(
         mongo_url=_url(env, "MONGO_URL", ("mongodb", "mongodb+srv")),
         mongo_db=env.get("MONGO_DB") or "paygate",
         sqlite_path=env.get("PAYGATE_SQLITE_PATH") or ".cache/paygate.sqlite3",

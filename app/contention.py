@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # A published count is believed this long; then its worker is taken for dead.
@@ -46,7 +47,7 @@ class WorkerEntry:
 class InflightWrites:
     """This worker's writes in flight, plus the other workers' as last published."""
 
-    def __init__(self, worker_id: str, clock=time.time):
+    def __init__(self, worker_id: str, clock: Callable[[], float] = time.time) -> None:
         self.worker_id = worker_id
         self._clock = clock
         self._lock = threading.Lock()

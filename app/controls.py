@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
+from redis.client import Pipeline
 
 from . import metrics
 from .config import KNOB_DEFAULTS
@@ -23,13 +25,14 @@ from .runtime import Snapshot, StateKeys, parse_state
 HISTORY_LENGTH = 200
 
 # A change: given the pipeline (in MULTI) and the state before, queue its writes; returns its history events.
-Change = Callable[[redis.client.Pipeline, Snapshot], list[str]]
+Change = Callable[[Pipeline, Snapshot], list[str]]
 
 
 class Controls:
     """Writes the shared mode and knobs for every worker and replica, and records each change."""
 
-    def __init__(self, rds: redis.Redis, prefix: str, settle: Callable[[], Snapshot], clock=time.time):
+    def __init__(self, rds: redis.Redis, prefix: str, settle: Callable[[], Snapshot],
+                 clock: Callable[[], float] = time.time) -> None:
         self._redis = rds
         self._keys = StateKeys.under(prefix)
         self._settle = settle
@@ -37,7 +40,7 @@ class Controls:
 
     def set_mode(self, mode: str, actor: str, ttl_seconds: int | None = None) -> Snapshot:
         """Flip the persistence mode for everyone; optionally revert after ttl_seconds."""
-        def change(pipe, before: Snapshot) -> list[str]:
+        def change(pipe: Pipeline, before: Snapshot) -> list[str]:
             now = self._clock()
             value = {"mode": mode, "since": now, "actor": actor}
             if ttl_seconds:
@@ -51,7 +54,7 @@ class Controls:
 
     def patch_knobs(self, changes: dict, actor: str) -> Snapshot:
         """Change some knobs for everyone and record what changed (nothing to change: the state in force)."""
-        def change(pipe, before: Snapshot) -> list[str]:
+        def change(pipe: Pipeline, before: Snapshot) -> list[str]:
             pipe.set(self._keys.knobs, json.dumps({**before.knobs, **changes}))
             return [event("knobs", actor, {k: before.knobs[k] for k in changes}, changes, at=self._clock())]
 
@@ -61,7 +64,7 @@ class Controls:
         """Back to the start of the workshop, in one transaction: mode original, default knobs."""
         flipped = False
 
-        def change(pipe, before: Snapshot) -> list[str]:
+        def change(pipe: Pipeline, before: Snapshot) -> list[str]:
             nonlocal flipped
             now, events = self._clock(), []
             flipped = before.mode != "original" or before.revert_at is not None
@@ -82,7 +85,8 @@ class Controls:
     def history(self, limit: int = 50) -> list[dict]:
         """The most recent flips and knob changes, newest first."""
         try:
-            return [json.loads(e) for e in self._redis.lrange(self._keys.history, 0, limit - 1)]
+            stored = cast(list[str], self._redis.lrange(self._keys.history, 0, limit - 1))
+            return [json.loads(e) for e in stored]
         except redis.RedisError:
             raise StateUnavailable("Redis is unreachable: the history cannot be read now.") from None
 
@@ -93,7 +97,8 @@ class Controls:
                 while True:
                     try:
                         pipe.watch(self._keys.mode, self._keys.knobs)
-                        before, _ = parse_state(*pipe.mget(self._keys.mode, self._keys.knobs))
+                        raw_mode, raw_knobs = cast(list[str | None], pipe.mget(self._keys.mode, self._keys.knobs))
+                        before, _ = parse_state(raw_mode, raw_knobs)
                         pipe.multi()
                         for entry in change(pipe, before):
                             record(pipe, self._keys, entry)
@@ -120,7 +125,7 @@ def revert_if_due(rds: redis.Redis, keys: StateKeys, snap: Snapshot, now: float)
     with rds.pipeline() as pipe:
         try:
             pipe.watch(keys.mode)
-            raw = pipe.get(keys.mode)
+            raw = cast(str | None, pipe.get(keys.mode))
             current = json.loads(raw) if raw else {}
             if current.get("revert_at") != snap.revert_at:
                 pipe.unwatch()  # another worker (or a facilitator) got there first
@@ -135,13 +140,13 @@ def revert_if_due(rds: redis.Redis, keys: StateKeys, snap: Snapshot, now: float)
     return True
 
 
-def record(pipe: redis.client.Pipeline, keys: StateKeys, entry: str) -> None:
+def record(pipe: Pipeline, keys: StateKeys, entry: str) -> None:
     """Queue one history event, keeping the newest HISTORY_LENGTH."""
     pipe.lpush(keys.history, entry)
     pipe.ltrim(keys.history, 0, HISTORY_LENGTH - 1)
 
 
-def event(kind: str, actor: str, old, new, at: float, **extra) -> str:
+def event(kind: str, actor: str, old: object, new: object, at: float, **extra: object) -> str:
     """A history event as stored: when, what kind, who, from what to what (plus `extra` that is set)."""
     entry = {"at": at, "kind": kind, "actor": actor, "from": old, "to": new}
     entry.update({k: v for k, v in extra.items() if v is not None})

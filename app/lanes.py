@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
+from typing import Any
 
 
 class Write:
@@ -25,11 +27,12 @@ class Write:
 
     __slots__ = ("_fn", "_args", "_done", "result", "error")
 
-    def __init__(self, fn, args):
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
         self._fn, self._args = fn, args
         self._done = threading.Lock()
         self._done.acquire()
-        self.result = self.error = None
+        self.result: Any = None
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         """Run the write on a lane thread, keeping its result or its exception."""
@@ -46,7 +49,7 @@ class Write:
 
 
 class _Lane:
-    def __init__(self, name: str, max_threads: int, limit: int):
+    def __init__(self, name: str, max_threads: int, limit: int) -> None:
         self.name, self.max_threads, self.limit = name, max_threads, limit
         self.jobs: queue.SimpleQueue[Write | None] = queue.SimpleQueue()
         self.idle = threading.Semaphore(0)
@@ -86,13 +89,13 @@ class _Lane:
 class WriteLanes:
     """Lanes by name, created when first used, each with its own threads and bound."""
 
-    def __init__(self, threads: int, limit: int):
+    def __init__(self, threads: int, limit: int) -> None:
         self._threads = threads
         self.limit = limit
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
 
-    def submit(self, lane: str, fn, *args) -> Write | None:
+    def submit(self, lane: str, fn: Callable[..., Any], *args: Any) -> Write | None:
         """Run fn(*args) on the lane's threads; None when the lane is full."""
         found = self._lanes.get(lane)
         if found is None:

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Literal
+from typing import Literal, cast, get_args
 
 import redis
 from pydantic import BaseModel, ConfigDict
@@ -25,8 +25,10 @@ from pydantic import BaseModel, ConfigDict
 from .errors import AppError, StateUnavailable
 from .validation import Actor
 
-PHASES = ("healthy", "subtle", "collapse", "rush", "stop")
-PERSONAS = ("shopper", "retrying", "backoff")
+Phase = Literal["healthy", "subtle", "collapse", "rush", "stop"]
+PHASES = get_args(Phase)
+Persona = Literal["shopper", "retrying", "backoff"]
+PERSONAS = get_args(Persona)
 # Locust's names: the user class of loadtest/locustfile.py, the rush's shape, the retries' row.
 USER_CLASS, RUSH_SHAPE, RETRY_ROW = "CheckoutUser", "RushThenQuiet", "/payment/initiate [retry]"
 # Locust's web UI caches /stats/requests for 2 s (locust.web.DEFAULT_CACHE_TIME): until then after a change,
@@ -41,8 +43,8 @@ class LoadChange(BaseModel):
     """PUT /admin/load: start a phase (or stop), with a persona."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    phase: Literal[PHASES]
-    persona: Literal[PERSONAS] = "shopper"
+    phase: Phase
+    persona: Persona = "shopper"
     actor: Actor = "facilitator"
 
 
@@ -173,7 +175,7 @@ class LoadPhases:
         plan = plan or locust.plan()
         stats = locust.stats()
         try:
-            raw = self.redis.get(self.key)
+            raw = cast(str | None, self.redis.get(self.key))
         except redis.RedisError:
             raw = None  # Locust's own figures still say what runs
         record = json.loads(raw) if raw else {}

@@ -21,4 +21,4 @@ def otp_hash(payment_id: str, otp: str, key: str) -> str:
 
 def matches(stored_hash: str | None, payment_id: str, otp: str, key: str) -> bool:
     """Constant-time check of an OTP against the stored hash."""
-    return bool(stored_hash) and hmac.compare_digest(stored_hash, otp_hash(payment_id, otp, key))
+    return stored_hash is not None and hmac.compare_digest(stored_hash, otp_hash(payment_id, otp, key))

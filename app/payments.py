@@ -14,6 +14,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -30,6 +31,16 @@ from .errors import (
 from .lanes import WriteLanes
 from .store import Card, Payment, policy_for
 from .tracing import annotate, current_trace_id, deadline_passed, tracer
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from .board import BoardStats
+    from .config import Settings
+    from .contention import InflightWrites
+    from .runtime import RuntimeState
+    from .store import AuditDrainer, Backend, WritePolicy
+    from .validation import InitiateRequest, VerifyRequest
 
 log = logging.getLogger("paygate.payments")
 
@@ -65,7 +76,8 @@ def new_payment_id() -> str:
 class PaymentService:
     """Initiate and verify payments: the mode's write policy over the backend."""
 
-    def __init__(self, store, runtime, inflight, drainer, board, settings):
+    def __init__(self, store: Backend, runtime: RuntimeState, inflight: InflightWrites, drainer: AuditDrainer,
+                 board: BoardStats, settings: Settings) -> None:
         self.store = store
         self.runtime = runtime
         self.inflight = inflight
@@ -76,7 +88,7 @@ class PaymentService:
 
     # -- initiate ------------------------------------------------------------
 
-    def initiate(self, req, retry_of: str | None = None) -> Initiated:
+    def initiate(self, req: InitiateRequest, retry_of: str | None = None) -> Initiated:
         """Create a payment and try to issue its OTP before the deadline.
 
         `retry_of` names the payment whose OTP step just failed, when the shopper tries again.
@@ -123,7 +135,7 @@ class PaymentService:
         issued = self._issue_otp(policy.name, payment_id, start, deadline_ms)
         return issued or self._otp_unavailable(policy.name, payment_id, snap.knobs, start)
 
-    def _finish_write(self, policy, payment_id: str, start: float, span) -> float:
+    def _finish_write(self, policy: WritePolicy, payment_id: str, start: float, span: Span) -> float:
         """The rest of the write, on a write thread: it runs to the end even after the deadline."""
         try:
             with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
@@ -135,7 +147,7 @@ class PaymentService:
         self.board.record_ready(ready_s)
         return ready_s
 
-    def _too_late(self, wait, mode: str, payment_id: str, knobs, start: float) -> Initiated:
+    def _too_late(self, wait: Span, mode: str, payment_id: str, knobs: dict, start: float) -> Initiated:
         deadline_passed(wait, knobs["otp_timeout_ms"])
         wait.end()
         return self._otp_unavailable(mode, payment_id, knobs, start)
@@ -153,7 +165,7 @@ class PaymentService:
         return Initiated(payment_id, "awaiting_otp", otp=code, otp_expires_in=expires_in, ready_ms=ready_ms,
                          waited_ms=ready_ms, deadline_ms=deadline_ms)
 
-    def _otp_unavailable(self, mode: str, payment_id, knobs, start: float) -> Initiated:
+    def _otp_unavailable(self, mode: str, payment_id: str, knobs: dict, start: float) -> Initiated:
         self._record_otp(mode, "timeout")
         metrics.child(metrics.ORPHANED_INTENTS, mode).inc()
         waited_ms = round((time.monotonic() - start) * 1000, 1)
@@ -167,7 +179,7 @@ class PaymentService:
         err.retry_after = self._retry_after_s(mode, knobs)
         raise err
 
-    def _retry_after_s(self, mode: str, knobs) -> int:
+    def _retry_after_s(self, mode: str, knobs: dict) -> int:
         """How long a loud failure tells the shopper to wait: in `audit`, what a write takes now by the
         timing model (4w + 2a + n·c, n the writes in flight), rounded up; at least a second. It grows
         with the backlog, so polite clients slow down as much as the room needs to drain."""
@@ -185,7 +197,7 @@ class PaymentService:
 
     # -- verify --------------------------------------------------------------
 
-    def verify(self, req) -> dict:
+    def verify(self, req: VerifyRequest) -> dict:
         """Check an OTP; charge the payment once. Raises a domain error otherwise."""
         try:
             body = self._verify(req.payment_id, req.otp)

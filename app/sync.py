@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import cast
 
 import redis
 
@@ -35,7 +37,7 @@ class SyncLoop:
     """Keeps one worker's runtime state, writes-in-flight count and board counts in step with Redis."""
 
     def __init__(self, rds: redis.Redis, prefix: str, runtime: RuntimeState, inflight: InflightWrites,
-                 board: BoardStats, clock=time.time):
+                 board: BoardStats, clock: Callable[[], float] = time.time) -> None:
         self._redis = rds
         self._keys = StateKeys.under(prefix)
         self._inflight_key = prefix + "inflight"
@@ -116,7 +118,8 @@ class SyncLoop:
             if pending:
                 self.board.restore(pending)
             raise
-        self.runtime.apply(*results[0], ticket)
+        raw_mode, raw_knobs = results[0]
+        self.runtime.apply(raw_mode, raw_knobs, ticket)
         expired = self.inflight.absorb(results[2])
         inflight = self.inflight.count()
         metrics.INFLIGHT_WRITES.set(inflight)
@@ -137,7 +140,7 @@ class SyncLoop:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                live = self.inflight.live_entries(self._redis.hgetall(self._inflight_key))
+                live = self.inflight.live_entries(cast(dict[str, str], self._redis.hgetall(self._inflight_key)))
             except (redis.RedisError, OSError):
                 return False
             if all(entry.stamp == stamp for worker, entry in live.items() if worker != self.inflight.worker_id):

@@ -241,7 +241,8 @@ def spanned(name: str) -> Callable[[F], F]:
             finally:
                 leaf = f"{name} {start} {time.time_ns()}{failed}"
                 # One thread at a time records on a span here (its request's, or its write's lane).
-                parent.set_attribute(LEAVES, (*parent.attributes.get(LEAVES, ()), leaf))
+                # A recording span is the SDK's, which has `attributes` (the API's Span does not say so).
+                parent.set_attribute(LEAVES, (*parent.attributes.get(LEAVES, ()), leaf))  # type: ignore[attr-defined]
 
         return inner  # type: ignore[return-value]
 

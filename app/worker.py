@@ -14,6 +14,7 @@ import json
 import os
 import time
 from datetime import timedelta
+from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
@@ -89,6 +90,8 @@ class _ClosesWhenAsked:
 
 class ThreadWorker(gthread.ThreadWorker):
     """gthread with a read deadline per request, JSON rejections, and connections closed after bad framing."""
+
+    wsgi: Any  # gunicorn's, set by load_wsgi
 
     def load_wsgi(self):
         """The app, wrapped to honour CLOSE_CONNECTION."""

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import requests
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -43,10 +43,12 @@ def encode(spans: Sequence[ReadableSpan], service: str) -> bytes:
     endpoint = {"serviceName": service}
     out = []
     for span in spans:
-        ctx, start, attributes = span.context, span.start_time, span.attributes  # (a new view per access)
-        row = {"traceId": f"{ctx.trace_id:032x}", "id": f"{ctx.span_id:016x}", "name": span.name,
+        ctx, attributes = span.context, span.attributes  # (a new view per access)
+        start = span.start_time or 0  # an exported span has ended: both times are set
+        end = span.end_time or start
+        row: dict[str, Any] = {"traceId": f"{ctx.trace_id:032x}", "id": f"{ctx.span_id:016x}", "name": span.name,
                # Zipkin reads a zero duration as "unknown": a span always lasted at least 1 µs.
-               "timestamp": start // 1000, "duration": max(1, (span.end_time - start) // 1000),
+               "timestamp": start // 1000, "duration": max(1, (end - start) // 1000),
                "localEndpoint": endpoint}
         if span.parent is not None:
             row["parentId"] = f"{span.parent.span_id:016x}"
@@ -64,7 +66,7 @@ def encode(spans: Sequence[ReadableSpan], service: str) -> bytes:
                                   for event in span.events]
         out.append(row)
         if attributes and LEAVES in attributes:
-            out.extend(leaf_rows(attributes[LEAVES], row))
+            out.extend(leaf_rows(cast(Sequence[str], attributes[LEAVES]), row))
     return json.dumps(out, separators=(",", ":")).encode()
 
 

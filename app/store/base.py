@@ -8,7 +8,7 @@ composed over any backend. Every guarantee below holds on every backend.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from .payment import AuditRecord, Payment
 
@@ -93,7 +93,7 @@ class Backend(Protocol):
 class WritePolicy(Protocol):
     """A persistence mode: the write path's waits, audit records and outbox."""
 
-    name: str
+    name: ClassVar[str]
 
     def create_intent(self, intent: Payment) -> None:
         """Insert the intent with status `created`, stamped with this mode (on the request thread)."""

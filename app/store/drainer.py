@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext
@@ -42,7 +43,7 @@ RETRY_AFTER_FAILURE_S = 1.0
 class AuditDrainer:
     """A background thread that copies the outboxes of notified intents."""
 
-    def __init__(self, backend: Backend, audit_delay_ms, interval_s: float = 0.2, grace_s: float = SWEEP_GRACE_S,
+    def __init__(self, backend: Backend, audit_delay_ms: Callable[[], int], interval_s: float = 0.2, grace_s: float = SWEEP_GRACE_S,
                  sweeps: bool = True):
         """`sweeps=False`: the thread copies only what it is notified of, never sweeping (a test of the
         drain alone, whose failure a sweep would otherwise cover over)."""
@@ -110,14 +111,14 @@ class AuditDrainer:
 
     def drain_once(self, delay: bool = True) -> int:
         """Copy the outboxes of one batch of notified intents; returns how many intents."""
-        batch = []
+        batch: list[tuple[str, SpanContext]] = []
         while self._queue and len(batch) < BATCH:
             batch.append(self._queue.popleft())
         if not batch:
             return 0
         ids = [payment_id for payment_id, _ in batch]
         queued_by = [ctx for _, ctx in batch if ctx.is_valid]
-        attributes = {"paygate.checkouts": len(ids),
+        attributes: dict[str, str | int] = {"paygate.checkouts": len(ids),
                       "paygate.checkout_trace_ids": ",".join(trace.format_trace_id(ctx.trace_id)
                                                              for ctx in queued_by[:NAMED_TRACES])}
         try:

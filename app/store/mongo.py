@@ -4,34 +4,37 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 from pymongo import MongoClient
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, PyMongoError
 
 from ..errors import StoreUnavailable
 from .base import BATCH
 from .payment import AuditRecord, Card, Payment
 
+F = TypeVar("F", bound=Callable[..., Any])
 COLLECTIONS = ("payment_intents", "audit_logs", "charges", "otp_attempts")
 
 
-def unavailable_on_error(fn):
+def unavailable_on_error(fn: F) -> F:
     """Turn any driver error (server down, hanging, timeout) into StoreUnavailable."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except PyMongoError as err:
             raise StoreUnavailable(detail=type(err).__name__) from err
 
-    return wrapper
+    return cast(F, wrapper)
 
 
 def connect(url: str, db_name: str, timeout_ms: int) -> MongoBackend:
     """A backend on the MongoDB at `url` (pymongo connects lazily: nothing happens here)."""
-    client = MongoClient(
+    client: MongoClient[dict[str, Any]] = MongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
@@ -100,7 +103,7 @@ class MongoBackend:
 
     kind = "mongodb"
 
-    def __init__(self, db):
+    def __init__(self, db: Database) -> None:
         self.db = db
         self.intents = db.payment_intents
         self.audit_logs = db.audit_logs
@@ -186,7 +189,10 @@ class MongoBackend:
             self.charges.insert_one(charge_document(payment, now))
             at = now
         except DuplicateKeyError:
-            at = self.charges.find_one({"_id": payment.id})["at"]
+            charge = self.charges.find_one({"_id": payment.id})
+            if charge is None:  # a duplicate of a charge that is not there: the store changed under us
+                raise StoreUnavailable(detail="charge vanished") from None
+            at = charge["at"]
         # Idempotent: whichever verify charged, the intent ends `succeeded` at the charge's time.
         self.intents.update_one({"_id": payment.id},
                                 {"$set": {"status": "succeeded", "succeeded_at": at, "updated_at": now}})
@@ -238,7 +244,7 @@ class MongoBackend:
             records.setdefault(r.payment_id, []).append(r)
         if payments:
             self.intents.insert_many([intent_document(p, records.get(p.id, ())) for p in payments], ordered=False)
-        charges = [charge_document(p, p.succeeded_at) for p in payments if p.status == "succeeded"]
+        charges = [charge_document(p, p.succeeded_at or p.created_at) for p in payments if p.status == "succeeded"]
         if charges:
             self.charges.insert_many(charges, ordered=False)
 

@@ -50,7 +50,7 @@ class SqliteBackend:
 
     kind = "sqlite"
 
-    def __init__(self, path: str | Path, timeout_ms: int = 1000):
+    def __init__(self, path: str | Path, timeout_ms: int = 1000) -> None:
         self.path = Path(path)
         self._timeout_s = timeout_ms / 1000
         self._idle: list[sqlite3.Connection] = []  # list.pop and list.append are atomic
@@ -262,7 +262,7 @@ class SqliteBackend:
 
     def audit_log(self, payment_ids: Sequence[str]) -> list[AuditRecord]:
         """The audit_logs rows of these payments (through their index), BATCH ids per query."""
-        ids, found = list(payment_ids), []
+        ids, found = list(payment_ids), list[AuditRecord]()
         with self._conn() as conn:
             for i in range(0, len(ids), BATCH):
                 chunk = ids[i:i + BATCH]

@@ -25,7 +25,7 @@ class WriteLock:
     on every write, and the caller already has its own `try`.
     """
 
-    def __init__(self, path: Path, timeout_s: float):
+    def __init__(self, path: Path, timeout_s: float) -> None:
         self._path = path
         self._timeout_s = timeout_s
         self._threads = threading.Lock()

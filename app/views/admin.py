@@ -14,7 +14,8 @@ from ..loadctl import LoadChange, LoadPhases, LocustClient
 from ..validation import KnobsPatch, ModeChange, ResetRequest
 from .body import parse_body
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
+PREFIX = "/admin"
+bp = Blueprint("admin", __name__, url_prefix=PREFIX)
 
 
 @bp.after_app_request
@@ -24,7 +25,7 @@ def _no_store(response):
     App-wide and by path, not per blueprint: the console page lives in the pages
     blueprint, and a 404 or 405 under /admin matches no blueprint at all.
     """
-    if request.path == bp.url_prefix or request.path.startswith(bp.url_prefix + "/"):
+    if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
         response.headers["Cache-Control"] = "no-store"
     return response
 

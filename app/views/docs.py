@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import flask_swagger_ui
+import flask_swagger_ui  # type: ignore[import-untyped]  # ships no type information
 from flask import Blueprint, jsonify, send_from_directory
 
 from ..openapi import build_spec
