@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 import rig
+from experiments import alerts
 from loadtest import plan as plans
 
 # The guide runs for minutes (the four experiments among its blocks).
@@ -182,6 +183,11 @@ SHORTENED = {"EXPERIMENT_OBSERVE_SECONDS": "2", "EXPERIMENT_ABORT_AFTER_SECONDS"
 # test measuring a checkout's time runs beside it; in between, such tests may. A phase started from the
 # console lasts until another replaces it; an experiment stops its shoppers when it ends.
 HEAVY = re.compile(r'"phase": "(?:rush|collapse)"|make experiment|loadtest\.simulate')
+EXPERIMENT = re.compile(r"make experiment E=([\w-]+)")
+# An experiment first waits (no load meanwhile) for the previous run's alerts to clear, about a minute
+# after each failing phase: the session waits for them before its block, without the cores, so that
+# the tests measuring a checkout's time run then rather than hold up the other test processes.
+ALERTS_CLEAR_SECONDS = 200
 LASTS = re.compile(r'"phase": "(?:rush|collapse)"')
 ENDS = re.compile(r'"phase": "(?:stop|healthy|subtle)"|make experiment')
 
@@ -203,6 +209,10 @@ def test_runnable_blocks_run_against_make_up(kit):
             script = localise(block.body, kit)
             leftover = re.findall(r"localhost:\d+", script)
             assert not leftover, f"line {block.line}: {leftover} is not part of `make up`"
+            for name in EXPERIMENT.findall(script):
+                if not held:
+                    alerts.wait_until_inactive(env["PROMETHEUS_URL"], experiment_alerts(name), ALERTS_CLEAR_SECONDS,
+                                               tell=print)
             if (loaded or HEAVY.search(script)) and not held:
                 sharing.enter_context(rig.cores(alone=False))
                 held = True
@@ -216,6 +226,13 @@ def test_runnable_blocks_run_against_make_up(kit):
             _check_block(block, script, result, started, rates, outcomes)
     assert rates, "the guide's traffic runs state no expected success rate"
     assert len(outcomes) >= 4, f"the guide ran {len(outcomes)} experiments: {outcomes}"
+
+
+def experiment_alerts(name: str) -> list[str]:
+    """The alerts an experiment waits to be inactive before its steady state (its alerts-inactive-first control)."""
+    spec = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
+    return [alert for control in spec.get("controls", []) if control["provider"].get("module") == "experiments.alerts"
+            for alert in control["provider"]["arguments"]["alerts"]]
 
 
 def _check_block(block, script: str, result: subprocess.CompletedProcess, started: float, rates: list,
