@@ -17,7 +17,7 @@ import threading
 import time
 
 from loadtest import traffic
-from loadtest.contention import scrape, wait_drained
+from rig import probe
 
 SUCCESS_TARGET = 0.99
 READY_P95_MS = 60
@@ -51,7 +51,7 @@ def measure(application, redis_url: str, audit_s: float = 30, users: int = 40, t
     and the client's count of checkouts.
     """
     application.set_mode("original", actor="bench")
-    wait_drained(application.url)
+    probe.no_writes_in_flight(application.url, every=0.2)
     application.set_mode("audit", actor="bench")
     tally, stop = traffic.Tally(), threading.Event()
     shoppers = threading.Thread(target=traffic.run, daemon=True,
@@ -83,6 +83,6 @@ def measure(application, redis_url: str, audit_s: float = 30, users: int = 40, t
 
 def _inflight(url: str) -> int | None:
     try:
-        return int(scrape(url)["inflight"])
+        return int(probe.inflight_writes(url))
     except Exception:  # a missed sample is a gap in the series, not a failed run
         return None

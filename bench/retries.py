@@ -14,7 +14,6 @@ import time
 
 from loadtest import traffic
 from loadtest.checkout import BACKOFF_BASE_S, BACKOFF_CAP_S
-from loadtest.contention import wait_drained
 from rig import probe
 
 from . import stack
@@ -72,7 +71,7 @@ def run(shoppers: int, persona: str, rush: bool, watch_s: float, mode: str = "au
             for thread in threads:
                 thread.join(30)
             app.set_mode("original", actor="bench")
-            wait_drained(app.url)
+            probe.no_writes_in_flight(app.url, every=0.2)
     return {"shoppers": shoppers, "persona": persona, "rush": rush, "mode": mode, "knobs": knobs or {},
             "watch_s": watch_s, "samples": samples, "windows": windows(samples, watch_s),
             "recovered_s": recovered_after(samples)}
