@@ -28,7 +28,7 @@ SHOPPERS, THINK_S = 20, 0.5
 
 
 @contextlib.contextmanager
-def kit(store: str):
+def stack_on(store: str):
     """redis-server, the store ("sqlite" or FerretDB) and the app under gunicorn, each a handle."""
     work = rig.temp_dir("bench-faults")
     redis_svc = rig.redis_server(work / "redis").start()
@@ -78,7 +78,7 @@ def _label(server: str, kind: str) -> str:
 
 def redis_fault(kind: str, seconds: float = 8.0) -> dict:
     """Redis stopped or hung for `seconds` under shoppers in `original` (embedded store)."""
-    with kit("sqlite") as (application, redis_svc, _), shoppers(application.url) as tally:
+    with stack_on("sqlite") as (application, redis_svc, _), shoppers(application.url) as tally:
         with redis_svc.fault(kind):
             fault_at = time.monotonic()
             noticed = _until(lambda: _ready(application.url) == 503, timeout=seconds)
@@ -98,7 +98,7 @@ def _initiate(url: str) -> requests.Response:
 
 def store_fault(kind: str, probes: int = 5) -> dict:
     """FerretDB stopped or hung under shoppers: seconds to a 503, then seconds to a checkout again."""
-    with kit("mongodb") as (application, _, mongo_svc), shoppers(application.url):
+    with stack_on("mongodb") as (application, _, mongo_svc), shoppers(application.url):
         answers = []
         with mongo_svc.fault(kind):
             for _ in range(probes):

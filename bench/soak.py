@@ -8,7 +8,7 @@ loadtest/traffic.py shoppers for the whole time. Every minute: checkouts,
 OTP success, p95 checkout time, and the RSS of every gunicorn worker (the
 children of the gunicorn master under up.py). Writes its own block of
 bench/RESULTS.md (`<!-- soak -->`, which `make bench` keeps) and stops the
-kit with SIGINT to up.py at the end, Ctrl-C included.
+`make up` with SIGINT to up.py at the end, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-import requests
-
 from loadtest import traffic
-from rig import ROOT, free_port, stop_up
+from loadtest.client import Admin
+from rig import free_port, launch_up, stop_up
 from rig.probe import http_ok, wait_answering
 
 from . import cpu, results, stack
@@ -40,20 +39,16 @@ FLAT_MIB_PER_HOUR = 2.0
 WARMUP_S = 10
 
 
-def start_kit(log: Path) -> tuple[subprocess.Popen, str, str]:
+def start_up(log: Path) -> tuple[subprocess.Popen, str, str]:
     """tools/up.py on free loopback ports; returns (process, app URL, admin token)."""
     port, token = free_port(), secrets.token_urlsafe(18)
     env = {**os.environ, "PORT": str(port), "LOCUST_PORT": str(free_port()), "PROMETHEUS_PORT": str(free_port()),
            "BIND": f"127.0.0.1:{port}", "ADMIN_TOKEN": token}
-    with open(log, "ab") as out:
-        # A session of its own: the terminal's Ctrl-C reaches this script, which then stops the kit in order.
-        proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "up.py")], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}", token
+    return launch_up(env, log), f"http://127.0.0.1:{port}", token
 
 
 def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
-    """Block until the app answers /ready with 200 (RuntimeError with the kit's log tail otherwise)."""
+    """Block until the app answers /ready with 200 (RuntimeError with `make up`'s log tail otherwise)."""
     wait_answering("make up", lambda: http_ok(url + "/ready"), timeout, proc,
                    lambda: log.read_text(errors="replace")[-3000:])
 
@@ -81,10 +76,10 @@ def minute(outcomes: list, since: float, until: float, up_pid: int) -> dict:
 
 def soak(minutes: float, users: int, think_s: float, log: Path) -> dict:
     """Run the kit and the shoppers for `minutes`; per-minute samples and totals."""
-    proc, url, token = start_kit(log)
+    proc, url, token = start_up(log)
     try:
         wait_ready(proc, url, log)
-        requests.post(url + "/admin/reset", headers={"Authorization": f"Bearer {token}"}, timeout=10).raise_for_status()
+        Admin(url, token).reset()
         tally, stop = traffic.Tally(), threading.Event()
         shoppers = threading.Thread(target=traffic.run, args=(url, users, minutes * 60 + WARMUP_S, think_s, tally, stop),
                                     daemon=True)
