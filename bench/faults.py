@@ -9,7 +9,6 @@ sweep of a backlog of 50,000 `audit-async` payments whose worker died.
 from __future__ import annotations
 
 import contextlib
-import statistics
 import threading
 import time
 
@@ -23,6 +22,8 @@ from loadtest import traffic
 from loadtest.checkout import card_payload
 from rig import seed
 from rig.probe import poll_until
+
+from .report import percentile
 
 SHOPPERS, THINK_S = 20, 0.5
 
@@ -86,10 +87,9 @@ def redis_fault(kind: str, seconds: float = 8.0) -> dict:
             during = [o for o in tally.snapshot() if o.started >= fault_at]
         recovered = _until(lambda: _ready(application.url) == 200)
     ok = [o for o in during if o.ok]
-    times = sorted(o.seconds for o in during)
     return {"fault": _label("Redis", kind), "noticed_s": noticed,
             "checkouts": len(during), "otp_success": len(ok) / len(during) if during else None,
-            "p99_s": times[int(0.99 * (len(times) - 1))] if times else None, "recovered_s": recovered}
+            "p99_s": percentile([o.seconds for o in during], 99), "recovered_s": recovered}
 
 
 def _initiate(url: str) -> requests.Response:
@@ -108,7 +108,7 @@ def store_fault(kind: str, probes: int = 5) -> dict:
         recovered = _until(lambda: _initiate(application.url).json().get("status") == "awaiting_otp")
     waits = [t for t, _, _ in answers]
     return {"fault": _label("MongoDB (FerretDB)", kind), "answers": sorted({f"{c} {e}" for _, c, e in answers}),
-            "median_s": round(statistics.median(waits), 2), "max_s": round(max(waits), 2), "recovered_s": recovered}
+            "median_s": round(percentile(waits, 50), 2), "max_s": round(max(waits), 2), "recovered_s": recovered}
 
 
 def drainer_backlog(n: int = 50_000) -> list[dict]:

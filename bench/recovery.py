@@ -19,6 +19,8 @@ import time
 from loadtest import traffic
 from rig import probe
 
+from .report import percentile
+
 SUCCESS_TARGET = 0.99
 READY_P95_MS = 60
 # A window with fewer outcomes than this proves nothing either way.
@@ -29,8 +31,8 @@ def window(outcomes: list, end: float, seconds: int = 5) -> dict:
     """OTP success and ready p95 of the checkouts started in [end - seconds, end)."""
     started = [o for o in outcomes if end - seconds <= o.started < end and o.result != "error"]
     issued = [o for o in started if o.ready_ms is not None]
-    ready = sorted(o.ready_ms for o in issued) + [float("inf")] * (len(started) - len(issued))
-    p95 = ready[min(len(ready) - 1, int(0.95 * len(ready)))] if ready else None
+    ready = [o.ready_ms for o in issued] + [float("inf")] * (len(started) - len(issued))
+    p95 = percentile(ready, 95)
     return {"otp": len(started), "rate": len(issued) / len(started) if started else None,
             "ready": len(started), "p95_ms": None if p95 in (None, float("inf")) else round(p95, 1),
             "p95_over": p95 == float("inf")}

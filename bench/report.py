@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
-import statistics
+from collections.abc import Iterable
 
 
 def _proc_field(path: str, name: str) -> str | None:
@@ -34,13 +35,24 @@ def machine() -> dict:
     }
 
 
-def percentile(values: list[float], q: int) -> float | None:
-    """The q-th percentile (1–99), None for an empty list."""
-    if not values:
+def percentile(values: Iterable[float], q: int) -> float | None:
+    """The q-th percentile (1–99) of `values` in any order, None when there are none.
+
+    Linear between the two nearest ranks, as statistics.quantiles(method="inclusive") and
+    NumPy's default: the median of an even count is the mean of the middle two. An infinite
+    value (a checkout that never got its OTP) may be among them: a percentile that reaches
+    it is infinite, never NaN.
+    """
+    data = sorted(values)
+    if not data:
         return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+    if len(data) == 1:
+        return data[0]
+    # statistics.quantiles' own arithmetic, so each figure is the same to the last bit.
+    j, delta = divmod(q * (len(data) - 1), 100)
+    if data[j + 1] == math.inf:  # inf × 0 is NaN
+        return data[j + 1] if delta else data[j]
+    return (data[j] * (100 - delta) + data[j + 1] * delta) / 100
 
 
 def ms(seconds: float | None) -> str:

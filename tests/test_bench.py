@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import statistics
 
 import pytest
 import requests
 
-from bench import cpu, results, retries, stack, wrk
+from bench import cpu, report, results, retries, stack, wrk
 
 
 @pytest.mark.services
@@ -75,3 +77,16 @@ def test_the_retries_section_finds_the_bistable_range_and_the_recovery_times():
     assert "after the same rush with 3 shoppers retrying at once" in text
     assert "| none: retrying at once | 0 % | 0 % | > 60 | 300 | 1.0 |" in text
     assert "| backoff with jitter | 100 % | 100 % | 10 | 2 | 0.0 |" in text
+
+
+@pytest.mark.unit
+def test_the_one_percentile_is_statistics_inclusive_quantiles_and_survives_an_infinite_value():
+    rng = random.Random(7)
+    for n in (2, 3, 10, 51, 200):
+        values = [rng.uniform(0.001, 2.0) for _ in range(n)]
+        expected = statistics.quantiles(values, n=100, method="inclusive")
+        assert [report.percentile(values, q) for q in range(1, 100)] == expected
+    assert report.percentile([], 50) is None and report.percentile([0.3], 99) == 0.3
+    assert report.percentile([4, 1, 3, 2], 50) == 2.5, "an even count: the mean of the middle two"
+    late = [10.0] * 18 + [float("inf")] * 2  # two checkouts of twenty never got their OTP
+    assert report.percentile(late, 50) == 10.0 and report.percentile(late, 99) == float("inf")
