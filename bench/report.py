@@ -1,12 +1,17 @@
-"""Describing the machine and formatting results for bench/RESULTS.md."""
+"""Describing the machine and formatting results for bench/RESULTS.md: cells, tables, the templates' fill, the percentile."""
 
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import os
 import platform
 from collections.abc import Iterable
+from pathlib import Path
+from string import Template
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _proc_field(path: str, name: str) -> str | None:
@@ -53,6 +58,27 @@ def percentile(values: Iterable[float], q: int) -> float | None:
     if data[j + 1] == math.inf:  # inf × 0 is NaN
         return data[j + 1] if delta else data[j]
     return (data[j] * (100 - delta) + data[j + 1] * delta) / 100
+
+
+@functools.cache
+def _template(name: str) -> Template:
+    # A template file ends in a newline, as text files do; the Markdown it stands for does not.
+    return Template((TEMPLATES / f"{name}.md").read_text().rstrip("\n"))
+
+
+def fill(template: str, /, **fields) -> str:
+    """bench/templates/TEMPLATE.md with `fields`; KeyError when one is missing, so no `${…}` reaches the file."""
+    return _template(template).substitute(fields)
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A share (0–1) as a percentage, — when missing."""
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def yes(flag: bool | None) -> str:
+    """A verdict cell."""
+    return "—" if flag is None else ("**yes**" if flag else "**no**")
 
 
 def ms(seconds: float | None) -> str:
