@@ -9,7 +9,6 @@ sweep of a backlog of 50,000 `audit-async` payments whose worker died.
 from __future__ import annotations
 
 import contextlib
-import statistics
 import threading
 import time
 
@@ -24,11 +23,13 @@ from loadtest.checkout import card_payload
 from rig import seed
 from rig.probe import poll_until
 
+from .report import percentile
+
 SHOPPERS, THINK_S = 20, 0.5
 
 
 @contextlib.contextmanager
-def kit(store: str):
+def stack_on(store: str):
     """redis-server, the store ("sqlite" or FerretDB) and the app under gunicorn, each a handle."""
     work = rig.temp_dir("bench-faults")
     redis_svc = rig.redis_server(work / "redis").start()
@@ -78,7 +79,7 @@ def _label(server: str, kind: str) -> str:
 
 def redis_fault(kind: str, seconds: float = 8.0) -> dict:
     """Redis stopped or hung for `seconds` under shoppers in `original` (embedded store)."""
-    with kit("sqlite") as (application, redis_svc, _), shoppers(application.url) as tally:
+    with stack_on("sqlite") as (application, redis_svc, _), shoppers(application.url) as tally:
         with redis_svc.fault(kind):
             fault_at = time.monotonic()
             noticed = _until(lambda: _ready(application.url) == 503, timeout=seconds)
@@ -86,10 +87,9 @@ def redis_fault(kind: str, seconds: float = 8.0) -> dict:
             during = [o for o in tally.snapshot() if o.started >= fault_at]
         recovered = _until(lambda: _ready(application.url) == 200)
     ok = [o for o in during if o.ok]
-    times = sorted(o.seconds for o in during)
     return {"fault": _label("Redis", kind), "noticed_s": noticed,
             "checkouts": len(during), "otp_success": len(ok) / len(during) if during else None,
-            "p99_s": times[int(0.99 * (len(times) - 1))] if times else None, "recovered_s": recovered}
+            "p99_s": percentile([o.seconds for o in during], 99), "recovered_s": recovered}
 
 
 def _initiate(url: str) -> requests.Response:
@@ -98,7 +98,7 @@ def _initiate(url: str) -> requests.Response:
 
 def store_fault(kind: str, probes: int = 5) -> dict:
     """FerretDB stopped or hung under shoppers: seconds to a 503, then seconds to a checkout again."""
-    with kit("mongodb") as (application, _, mongo_svc), shoppers(application.url):
+    with stack_on("mongodb") as (application, _, mongo_svc), shoppers(application.url):
         answers = []
         with mongo_svc.fault(kind):
             for _ in range(probes):
@@ -108,7 +108,7 @@ def store_fault(kind: str, probes: int = 5) -> dict:
         recovered = _until(lambda: _initiate(application.url).json().get("status") == "awaiting_otp")
     waits = [t for t, _, _ in answers]
     return {"fault": _label("MongoDB (FerretDB)", kind), "answers": sorted({f"{c} {e}" for _, c, e in answers}),
-            "median_s": round(statistics.median(waits), 2), "max_s": round(max(waits), 2), "recovered_s": recovered}
+            "median_s": round(percentile(waits, 50), 2), "max_s": round(max(waits), 2), "recovered_s": recovered}
 
 
 def drainer_backlog(n: int = 50_000) -> list[dict]:

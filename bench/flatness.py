@@ -8,7 +8,6 @@ of sequential initiates on one connection, nothing else running).
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import requests
@@ -17,6 +16,7 @@ from loadtest.checkout import card_payload
 from rig import seed
 
 from . import overhead, stack, wrk
+from .report import percentile
 
 # Within 10 % of the empty store, both ways.
 TOLERANCE = 0.10
@@ -33,7 +33,7 @@ def lone_initiates(url: str, n: int = 50, warmup: int = 5) -> float:
             r.raise_for_status()
             if i >= warmup:
                 times.append(elapsed)
-    return statistics.median(times)
+    return percentile(times, 50)
 
 
 def fill(setup: stack.Setup, application, n: int) -> None:

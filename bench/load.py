@@ -12,7 +12,7 @@ import time
 
 from loadtest import traffic
 from loadtest.checkout import ready_model_ms
-from loadtest.contention import scrape, wait_drained
+from rig import probe
 
 from . import stack
 from .report import percentile
@@ -30,7 +30,7 @@ def set_knobs(application, **knobs) -> None:
 
 def drive(application, workers: int, seconds: float, think_s: float = 0.0) -> dict:
     """Run closed-loop shoppers and summarise: counts, rate, throughput, latency."""
-    wait_drained(application.url)
+    probe.no_writes_in_flight(application.url, every=0.2)
     started = time.monotonic()
     tally = traffic.run(application.url, workers, seconds, think_s)
     elapsed = time.monotonic() - started
@@ -88,7 +88,7 @@ def success_curve(application, users: list[int], seconds: float, think_values: t
 def collapse(application, rush_users: int, rush_s: float, quiet_s: float) -> list[dict]:
     """`audit`: a rush of shoppers, then one shopper alone; per second, success and writes in flight."""
     set_mode(application, "audit")
-    wait_drained(application.url)
+    probe.no_writes_in_flight(application.url, every=0.2)
     rush, quiet = traffic.Tally(), traffic.Tally()
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
@@ -97,7 +97,7 @@ def collapse(application, rush_users: int, rush_s: float, quiet_s: float) -> lis
     def sample() -> None:
         while not stop_sampling.wait(0.5):
             try:
-                samples.append((time.monotonic() - started, scrape(application.url)["inflight"]))
+                samples.append((time.monotonic() - started, probe.inflight_writes(application.url)))
             except Exception:  # a missed sample is a gap in the series, not a failed run
                 pass
 

@@ -22,6 +22,7 @@ import rig
 from tools.tracing import WORKSHOP_CAPS
 
 from . import cpu, stack, wrk
+from .report import percentile
 
 WARMUP_S = 2
 # A workshop's Zipkin has run for minutes before anyone measures it: its JVM has compiled its hot
@@ -71,7 +72,7 @@ def combine(rows: list[dict]) -> dict:
     out["busiest_share"] = max(r["busiest_share"] for r in rows)
     out["per_second"] = round(out["checkouts"] / out["seconds"], 1) if out["seconds"] else 0.0
     out["otp_rate"] = round(100 * out["awaiting"] / out["initiates"], 2) if out["initiates"] else None
-    out["p50"] = sorted(r["p50"] for r in rows)[len(rows) // 2]
+    out["p50"] = percentile([r["p50"] for r in rows], 50)
     out["steal"] = sum(r["steal"] * r["seconds"] for r in rows) / out["seconds"] if out["seconds"] else 0.0
     out["app_cpu_ms"] = cpu.per_checkout_ms(out["app_cpu_s"], out["checkouts"])
     out["db_cpu_ms"] = cpu.per_checkout_ms(out["db_cpu_s"], out["checkouts"])

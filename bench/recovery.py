@@ -17,7 +17,9 @@ import threading
 import time
 
 from loadtest import traffic
-from loadtest.contention import scrape, wait_drained
+from rig import probe
+
+from .report import percentile
 
 SUCCESS_TARGET = 0.99
 READY_P95_MS = 60
@@ -29,8 +31,8 @@ def window(outcomes: list, end: float, seconds: int = 5) -> dict:
     """OTP success and ready p95 of the checkouts started in [end - seconds, end)."""
     started = [o for o in outcomes if end - seconds <= o.started < end and o.result != "error"]
     issued = [o for o in started if o.ready_ms is not None]
-    ready = sorted(o.ready_ms for o in issued) + [float("inf")] * (len(started) - len(issued))
-    p95 = ready[min(len(ready) - 1, int(0.95 * len(ready)))] if ready else None
+    ready = [o.ready_ms for o in issued] + [float("inf")] * (len(started) - len(issued))
+    p95 = percentile(ready, 95)
     return {"otp": len(started), "rate": len(issued) / len(started) if started else None,
             "ready": len(started), "p95_ms": None if p95 in (None, float("inf")) else round(p95, 1),
             "p95_over": p95 == float("inf")}
@@ -51,7 +53,7 @@ def measure(application, redis_url: str, audit_s: float = 30, users: int = 40, t
     and the client's count of checkouts.
     """
     application.set_mode("original", actor="bench")
-    wait_drained(application.url)
+    probe.no_writes_in_flight(application.url, every=0.2)
     application.set_mode("audit", actor="bench")
     tally, stop = traffic.Tally(), threading.Event()
     shoppers = threading.Thread(target=traffic.run, daemon=True,
@@ -83,6 +85,6 @@ def measure(application, redis_url: str, audit_s: float = 30, users: int = 40, t
 
 def _inflight(url: str) -> int | None:
     try:
-        return int(scrape(url)["inflight"])
+        return int(probe.inflight_writes(url))
     except Exception:  # a missed sample is a gap in the series, not a failed run
         return None

@@ -16,6 +16,7 @@ import rig
 
 from . import cpu, probes, stack, wrk
 from .overhead import WARMUP_S, ratio
+from .report import percentile
 
 COUNTS = (1, 2, 3)
 # One worker per replica: on 2 cores one replica of 2 workers already runs two Python processes (two
@@ -47,7 +48,7 @@ def combine(replicas: int, runs: list[dict]) -> dict:
         "per_round": [r["per_second"] for r in runs],
         "otp_rate": round(100 * sum(r["awaiting"] for r in runs) / initiates, 2) if initiates else None,
         "errors": sum(r["other"] + sum(r["socket_errors"].values()) for r in runs),
-        "p50": sorted(r["p50"] for r in runs)[len(runs) // 2],
+        "p50": percentile([r["p50"] for r in runs], 50),
         "busiest_share": max(r["busiest_share"] for r in runs),
         "steal": sum(r["steal"] * r["seconds"] for r in runs) / seconds if seconds else 0.0,
         "load": max(r["load"] for r in runs),

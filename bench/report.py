@@ -1,11 +1,17 @@
-"""Describing the machine and formatting results for bench/RESULTS.md."""
+"""Describing the machine and formatting results for bench/RESULTS.md: cells, tables, the templates' fill, the percentile."""
 
 from __future__ import annotations
 
 import datetime
+import functools
+import math
 import os
 import platform
-import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from string import Template
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _proc_field(path: str, name: str) -> str | None:
@@ -34,13 +40,45 @@ def machine() -> dict:
     }
 
 
-def percentile(values: list[float], q: int) -> float | None:
-    """The q-th percentile (1–99), None for an empty list."""
-    if not values:
+def percentile(values: Iterable[float], q: int) -> float | None:
+    """The q-th percentile (1–99) of `values` in any order, None when there are none.
+
+    Linear between the two nearest ranks, as statistics.quantiles(method="inclusive") and
+    NumPy's default: the median of an even count is the mean of the middle two. An infinite
+    value (a checkout that never got its OTP) may be among them: a percentile that reaches
+    it is infinite, never NaN.
+    """
+    data = sorted(values)
+    if not data:
         return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+    if len(data) == 1:
+        return data[0]
+    # statistics.quantiles' own arithmetic, so each figure is the same to the last bit.
+    j, delta = divmod(q * (len(data) - 1), 100)
+    if data[j + 1] == math.inf:  # inf × 0 is NaN
+        return data[j + 1] if delta else data[j]
+    return (data[j] * (100 - delta) + data[j + 1] * delta) / 100
+
+
+@functools.cache
+def _template(name: str) -> Template:
+    # A template file ends in a newline, as text files do; the Markdown it stands for does not.
+    return Template((TEMPLATES / f"{name}.md").read_text().rstrip("\n"))
+
+
+def fill(template: str, /, **fields) -> str:
+    """bench/templates/TEMPLATE.md with `fields`; KeyError when one is missing, so no `${…}` reaches the file."""
+    return _template(template).substitute(fields)
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A share (0–1) as a percentage, — when missing."""
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def yes(flag: bool | None) -> str:
+    """A verdict cell."""
+    return "—" if flag is None else ("**yes**" if flag else "**no**")
 
 
 def ms(seconds: float | None) -> str:

@@ -14,11 +14,9 @@ import time
 
 from loadtest import traffic
 from loadtest.checkout import BACKOFF_BASE_S, BACKOFF_CAP_S
-from loadtest.contention import wait_drained
 from rig import probe
 
 from . import stack
-from .report import table
 
 RUSH_USERS, RUSH_S, THINK_S, TRIES = 40, 30, 1.0, 5
 HOLDS, FAILED, RECOVERED = 0.90, 0.20, 0.95
@@ -72,7 +70,7 @@ def run(shoppers: int, persona: str, rush: bool, watch_s: float, mode: str = "au
             for thread in threads:
                 thread.join(30)
             app.set_mode("original", actor="bench")
-            wait_drained(app.url)
+            probe.no_writes_in_flight(app.url, every=0.2)
     return {"shoppers": shoppers, "persona": persona, "rush": rush, "mode": mode, "knobs": knobs or {},
             "watch_s": watch_s, "samples": samples, "windows": windows(samples, watch_s),
             "recovered_s": recovered_after(samples)}
@@ -139,18 +137,6 @@ def fixes(shoppers: int, watch_s: float, log=_progress) -> list[dict]:
     return out
 
 
-BACKOFF_WORDS = (f"exponential backoff with full jitter: before its k-th retry a shopper waits a random time in"
-                 f" [0, min({BACKOFF_CAP_S:g}, {BACKOFF_BASE_S:g} × 2^k)] s")
-
-
-def _span(result: dict) -> str:
-    rates = [w["rate"] for w in result["windows"] if w["rate"] is not None]
-    if not rates:
-        return "—"
-    low, high = min(rates), max(rates)
-    return f"{100 * low:.0f} %" if round(100 * low) == round(100 * high) else f"{100 * low:.0f}–{100 * high:.0f} %"
-
-
 def bistable_range(results: list[dict], persona: str) -> list[int]:
     """The shopper counts at which `persona` holds from quiet and stays failed after the rush."""
     by = {(r["shoppers"], r["rush"]): r for r in results if r["persona"] == persona}
@@ -158,54 +144,19 @@ def bistable_range(results: list[dict], persona: str) -> list[int]:
                   and holds(by[n, False]) and stays_failed(by[n, True]))
 
 
-def section(p: dict, log=_progress) -> str:
-    """(n) the sweep and the fixes, measured, as Markdown."""
+def measure(p: dict, log=_progress) -> dict:
+    """(n) the sweep and the fixes, measured: the section's data for bench/render.py."""
     swept = sweep(p["retries_counts"], p["retries_personas"], p["retries_watch_s"], log)
-    return render(p, swept, fixes(p["retries_fix_shoppers"], p["retries_watch_s"], log))
+    return data(p, swept, fixes(p["retries_fix_shoppers"], p["retries_watch_s"], log))
 
 
-def render(p: dict, swept: list[dict], fixed: list[dict]) -> str:
-    """The section's Markdown from the sweep's runs and the fixes' runs (fixes() order)."""
-    counts, personas, watch_s = p["retries_counts"], p["retries_personas"], p["retries_watch_s"]
-    n = p["retries_fix_shoppers"]
-    unfixed = next(r for r in swept if (r["shoppers"], r["persona"], r["rush"]) == (n, "at once", True))
-    fixed = [{"fix": "none: retrying at once", **unfixed}, *fixed]
-    rows = []
-    for count in counts:
-        row = [count]
-        for persona in personas:
-            quiet, after = (next(r for r in swept if (r["shoppers"], r["persona"], r["rush"]) == (count, persona, rush))
-                            for rush in (False, True))
-            row += [_span(quiet), _span(after), "**yes**" if holds(quiet) and stays_failed(after) else "no"]
-        rows.append(row)
-    header = ["shoppers"] + [f"{persona}: {what}" for persona in personas
-                             for what in ("from quiet", "after the rush", "bistable")]
-    ranges = {persona: bistable_range(swept, persona) for persona in personas}
-    found = "; ".join(f"{persona}: " + (", ".join(map(str, ns)) + " shoppers" if ns else "none")
-                      for persona, ns in ranges.items())
-    window_heads = [f"{w['from']}–{w['from'] + WINDOW_S} s" for w in fixed[0]["windows"]]
-    fix_rows = [[f["fix"], *[_pct(w["rate"]) for w in f["windows"]],
-                 f"{f['recovered_s']:g}" if f["recovered_s"] is not None else f"> {watch_s:g}",
-                 max(int(w["inflight"]) for w in f["windows"]), max(w["retries_per_s"] for w in f["windows"])]
-                for f in fixed]
-    return ("## (n) Retries: a metastable failure and its fixes\n\n"
-            "Each run starts `make up`'s default set-up fresh (SQLite and redis-server, 2 gunicorn workers), puts it in"
-            f" `audit` and runs N shoppers (`loadtest/traffic.py`, {THINK_S:g} s mean think) of one persona. From quiet:"
-            f" those alone. After the rush: {RUSH_USERS} more of the same persona beside them for the first {RUSH_S} s."
-            f" Then the N shoppers alone are watched for {watch_s:g} s. The figures are the server's, as the board"
-            " shows them: OTP success = OTPs issued / (issued + timed out), every try counted, and writes in flight"
-            " (`paygate_inflight_writes`), from /metrics every 2 s.\n\n"
-            f"Personas: plain (no retry), at once (tries again at once, up to {TRIES} tries), backoff"
-            f" ({BACKOFF_WORDS}). Each cell gives the lowest–highest OTP success over the {WINDOW_S} s windows of the"
-            " watch.\n\n"
-            + table(header, rows)
-            + f"\n\n**Bistable range on this machine** (from quiet ≥ {HOLDS:.0%} and after the rush ≤ {FAILED:.0%}"
-            f" in every window): {found}.\n\n"
-            f"**The fixes**, each after the same rush with {n} shoppers retrying at once (backoff: the same shoppers"
-            " backing off; the rush is of the same persona). OTP success per window after the rush; recovered ="
-            f" the first {RECOVERY_WINDOW_S} s window at ≥ {RECOVERED:.0%}.\n\n"
-            + table(["fix", *window_heads, "seconds to ≥ 95 %", "most writes in flight", "most retries/s"], fix_rows))
-
-
-def _pct(rate: float | None) -> str:
-    return "—" if rate is None else f"{100 * rate:.0f} %"
+def data(p: dict, swept: list[dict], fixed: list[dict]) -> dict:
+    """The section's data from the sweep's runs and the fixes' runs (fixes() order): each run's verdicts,
+    the bistable range per persona, and the constants the text names."""
+    return {"counts": p["retries_counts"], "personas": p["retries_personas"], "watch_s": p["retries_watch_s"],
+            "fix_shoppers": p["retries_fix_shoppers"],
+            "swept": [{**r, "holds": holds(r), "stays_failed": stays_failed(r)} for r in swept], "fixed": fixed,
+            "bistable": {persona: bistable_range(swept, persona) for persona in p["retries_personas"]},
+            "think_s": THINK_S, "rush_users": RUSH_USERS, "rush_s": RUSH_S, "tries": TRIES,
+            "backoff_cap_s": BACKOFF_CAP_S, "backoff_base_s": BACKOFF_BASE_S, "window_s": WINDOW_S,
+            "holds": HOLDS, "failed": FAILED, "recovery_window_s": RECOVERY_WINDOW_S, "recovered": RECOVERED}

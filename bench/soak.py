@@ -8,7 +8,7 @@ loadtest/traffic.py shoppers for the whole time. Every minute: checkouts,
 OTP success, p95 checkout time, and the RSS of every gunicorn worker (the
 children of the gunicorn master under up.py). Writes its own block of
 bench/RESULTS.md (`<!-- soak -->`, which `make bench` keeps) and stops the
-kit with SIGINT to up.py at the end, Ctrl-C included.
+`make up` with SIGINT to up.py at the end, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ import threading
 import time
 from pathlib import Path
 
-import requests
-
 from loadtest import traffic
-from rig import ROOT, free_port, stop_up
+from loadtest.client import Admin
+from rig import free_port, launch_up, stop_up
 from rig.probe import http_ok, wait_answering
 
-from . import cpu, results, stack
-from .report import machine, percentile, table
+from . import cpu, render, results, stack
+from .report import machine, percentile
 
 # A worker that keeps anything per checkout grows by far more: at 40 shoppers with 1 s think
 # (~100,000 checkouts an hour) even 20 bytes a checkout is 2 MiB an hour.
@@ -40,20 +39,16 @@ FLAT_MIB_PER_HOUR = 2.0
 WARMUP_S = 10
 
 
-def start_kit(log: Path) -> tuple[subprocess.Popen, str, str]:
+def start_up(log: Path) -> tuple[subprocess.Popen, str, str]:
     """tools/up.py on free loopback ports; returns (process, app URL, admin token)."""
     port, token = free_port(), secrets.token_urlsafe(18)
     env = {**os.environ, "PORT": str(port), "LOCUST_PORT": str(free_port()), "PROMETHEUS_PORT": str(free_port()),
            "BIND": f"127.0.0.1:{port}", "ADMIN_TOKEN": token}
-    with open(log, "ab") as out:
-        # A session of its own: the terminal's Ctrl-C reaches this script, which then stops the kit in order.
-        proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "up.py")], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}", token
+    return launch_up(env, log), f"http://127.0.0.1:{port}", token
 
 
 def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
-    """Block until the app answers /ready with 200 (RuntimeError with the kit's log tail otherwise)."""
+    """Block until the app answers /ready with 200 (RuntimeError with `make up`'s log tail otherwise)."""
     wait_answering("make up", lambda: http_ok(url + "/ready"), timeout, proc,
                    lambda: log.read_text(errors="replace")[-3000:])
 
@@ -81,10 +76,10 @@ def minute(outcomes: list, since: float, until: float, up_pid: int) -> dict:
 
 def soak(minutes: float, users: int, think_s: float, log: Path) -> dict:
     """Run the kit and the shoppers for `minutes`; per-minute samples and totals."""
-    proc, url, token = start_kit(log)
+    proc, url, token = start_up(log)
     try:
         wait_ready(proc, url, log)
-        requests.post(url + "/admin/reset", headers={"Authorization": f"Bearer {token}"}, timeout=10).raise_for_status()
+        Admin(url, token).reset()
         tally, stop = traffic.Tally(), threading.Event()
         shoppers = threading.Thread(target=traffic.run, args=(url, users, minutes * 60 + WARMUP_S, think_s, tally, stop),
                                     daemon=True)
@@ -124,33 +119,11 @@ def growth(r: dict) -> list[dict]:
     return out
 
 
-def render(r: dict, info: dict) -> str:
-    """The soak's Markdown block."""
-    step = max(1, len(r["samples"]) // 15)
-    shown = [s for i, s in enumerate(r["samples"]) if i % step == 0 or i == len(r["samples"]) - 1]
-    pids = sorted(r["baseline"])
-    rows = [[s["minute"], s["checkouts"], "—" if s["rate"] is None else f"{s['rate']:.1f}%",
-             "—" if s["p95"] is None else f"{s['p95'] * 1000:.0f}"]
-            + [f"{s['rss'][p]:.1f}" if s["rss"].get(p) else "gone" for p in pids] for s in shown]
+def data(r: dict, info: dict) -> dict:
+    """The soak block's data for bench/render.py: the run, the machine, each worker's growth and the verdicts."""
     grow = growth(r)
-    all_ok = r["total"] > 0 and r["success"] == r["total"]
-    flat = bool(grow) and all(g["flat"] for g in grow)
-    return (f"## (l) Soak of `make up`: {r['minutes']:g} min in `original`, {r['users']} shoppers\n\n"
-            f"`make soak` (`python -m bench.soak --minutes {r['minutes']:g} --users {r['users']} --think {r['think']:g}`):"
-            " tools/up.py as a participant runs it, on free loopback ports; loadtest/traffic.py shoppers with"
-            f" {r['think']:g} s mean think time. Run on {info['date']}, {info['cores']} cores, load average at start"
-            f" {info['load_at_start']}. Per minute: checkouts finished, OTP success (issued and verified), p95"
-            " checkout time, RSS of each gunicorn worker (MiB).\n\n"
-            + table(["minute", "checkouts", "success", "p95 checkout (ms)"] + [f"worker {p} RSS" for p in pids], rows)
-            + "\n\n" + table(["worker", "RSS start (MiB)", "RSS end (MiB)", "change (MiB)", "second half (MiB/hour)"],
-                             [[g["pid"], f"{g['start']:.1f}", "gone" if g["end"] is None else f"{g['end']:.1f}",
-                               "—" if g["change"] is None else f"{g['change']:+.1f}",
-                               "—" if g["per_hour"] is None else f"{g['per_hour']:+.1f}"] for g in grow])
-            + f"\n\n- **100 % OTP?** {'yes' if all_ok else 'no'}: {r['success']} of {r['total']} checkouts succeeded"
-            f" ({r['otp_unavailable']} OTP unavailable, {r['errors']} HTTP/connection errors"
-            + (f": {r['error_kinds']}" if r["error_kinds"] else "") + ").\n"
-            f"- **RSS flat?** {'yes' if flat else 'no'} (flat: every worker grows ≤ {FLAT_MIB_PER_HOUR:g} MiB/hour"
-            " over the second half of the run; a start-up plateau in the first half is not a leak).")
+    return {"run": r, "info": info, "growth": grow, "all_ok": r["total"] > 0 and r["success"] == r["total"],
+            "flat": bool(grow) and all(g["flat"] for g in grow), "flat_mib_per_hour": FLAT_MIB_PER_HOUR}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     log = Path(tempfile.mkdtemp(prefix="paygate-soak-")) / "up.log"
     print(f"soak: {args.minutes:g} min, {args.users} shoppers; make up's output in {log}", file=sys.stderr)
     r = soak(args.minutes, args.users, args.think, log)
-    text = render(r, info)
+    text = render.section("soak", data(r, info))
     results.update(args.out, "soak", text)
     print(text + f"\n\nwritten to {args.out}")
     return 0 if r["total"] and r["success"] == r["total"] and all(g["flat"] for g in growth(r)) else 1

@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from . import plan as plans
 from . import traffic
+from .client import Admin
 
 LADDER = (1, 2, 3, 5, 8, 12, 20, 30, 40)
 HEALTHY, SUBTLE, COLLAPSED = 0.95, 0.80, 0.20
@@ -76,41 +75,15 @@ def pick(steps: list[Step]) -> dict:
     return {"healthy_users": healthy, "subtle_users": subtle, "collapse_users": max(collapse, subtle + 1)}
 
 
-class Kit:
-    """The few admin calls calibration needs. Not rig.client: `docker compose run rehearse`
-    mounts only loadtest/ into the Locust image, so this module needs nothing outside it."""
-
-    def __init__(self, host: str, token: str):
-        self.host = host
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-
-    def flip(self, mode: str, ttl_s: int | None = None) -> None:
-        body = {"mode": mode} if ttl_s is None else {"mode": mode, "ttl_seconds": ttl_s}
-        self.session.put(self.host + "/admin/db-mode", json=body, timeout=10).raise_for_status()
-
-    def inflight(self) -> int:
-        r = self.session.get(self.host + "/board/data", timeout=10)
-        r.raise_for_status()
-        return int(r.json()["current"].get("inflight_writes") or 0)
-
-    def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
-        """Wait until no write is in flight (or the timeout); returns what is left."""
-        deadline = time.monotonic() + timeout_s
-        while (left := self.inflight()) and time.monotonic() < deadline:
-            time.sleep(1)
-        return left
-
-
-def measure(kit: Kit, mode: str, users: int, think_s: float, warmup_s: float, seconds: float) -> Step:
+def measure(admin: Admin, mode: str, users: int, think_s: float, warmup_s: float, seconds: float) -> Step:
     """Run `users` shoppers; count the checkouts that started after the warm-up."""
     if mode != "original":
-        kit.flip(mode, ttl_s=int(warmup_s + seconds + 60))
+        admin.set_mode(mode, ttl_seconds=int(warmup_s + seconds + 60))
     started = time.monotonic()
-    tally = traffic.run(kit.host, users, warmup_s + seconds, think_s)
+    tally = traffic.run(admin.url, users, warmup_s + seconds, think_s)
     kept = [o for o in tally.snapshot() if o.started >= started + warmup_s]
     if mode != "original":
-        kit.flip("original")
+        admin.set_mode("original")
     return Step(mode, users, len(kept), sum(o.ok for o in kept))
 
 
@@ -148,23 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     if problem := traffic.reachable(host):
         print(f"cannot reach the kit at {host}: {problem}", file=sys.stderr)
         return 2
-    kit = Kit(host, token)
-    kit.flip("original")
-    kit.drain()
+    admin = Admin(host, token)
+    admin.set_mode("original")
+    admin.wait_drained(DRAIN_TIMEOUT_S)
 
     steps: list[Step] = []
     for users in sorted({int(u) for u in args.ladder.split(",")}):
         seconds = step_seconds(users, args.think, args.seconds, args.min_checkouts)
         print(f"audit, {users} shoppers, {seconds:.0f} s …", file=sys.stderr, flush=True)
-        steps.append(measure(kit, "audit", users, args.think, args.warmup, seconds))
-        left = kit.drain()
+        steps.append(measure(admin, "audit", users, args.think, args.warmup, seconds))
+        left = admin.wait_drained(DRAIN_TIMEOUT_S)
         print(f"  {100 * steps[-1].rate:.1f} % of {steps[-1].checkouts}; writes in flight after: {left}",
               file=sys.stderr, flush=True)
         if steps[-1].rate < COLLAPSED:
             break
     chosen = pick(steps)
     print(f"control: original, {chosen['collapse_users']} shoppers …", file=sys.stderr, flush=True)
-    control = measure(kit, "original", chosen["collapse_users"], args.think, args.warmup / 2, args.seconds)
+    control = measure(admin, "original", chosen["collapse_users"], args.think, args.warmup / 2, args.seconds)
     steps.append(control)
 
     plan = plans.Plan(**chosen, think_seconds=args.think, measured=time.strftime("%Y-%m-%d %H:%M %Z"),

@@ -19,15 +19,14 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass
 
 import requests
 
 from rig import probe
-from rig.client import AdminClient
 
 from .checkout import initiate, ready_model_ms
+from .client import Admin, wait_drained
 
 DEFAULT_HOST = os.environ.get("PAYGATE_URL", "http://127.0.0.1:8000")
 ORIGINAL_MS = {1: 300, 3: 400, 5: 500, 10: 750}  # the original demo's table
@@ -52,7 +51,7 @@ class Row:
         return f"{self.issued}/{self.n} issued, {self.n - self.issued} timeout"
 
 
-class Admin(AdminClient):
+class ToolAdmin(Admin):
     """The admin calls of the tool: a refused flip ends it with the server's words."""
 
     def set_mode(self, mode: str, **extra) -> dict:
@@ -83,15 +82,18 @@ def _check_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-def wait_drained(host: str, timeout: float = DRAIN_TIMEOUT_S) -> dict[str, float]:
+def drained(host: str, timeout: float = DRAIN_TIMEOUT_S) -> dict[str, float]:
     """Wait until no write is in flight (bounded); returns the last scrape."""
-    deadline = time.monotonic() + timeout
-    while True:
+    last: dict[str, float] = {}
+
+    def inflight() -> float:
         _check_interrupted()
-        m = scrape(host)
-        if m["inflight"] == 0 or time.monotonic() > deadline:
-            return m
-        _interrupted.wait(0.2)
+        last.update(scrape(host))
+        return last["inflight"]
+
+    wait_drained(inflight, timeout, 0.2, _interrupted)
+    _check_interrupted()
+    return last
 
 
 def fire(host: str, n: int) -> list[dict]:
@@ -117,10 +119,10 @@ def measure(host: str, sizes: list[int], knobs: dict) -> list[Row]:
     """One row per n, in `audit` mode (the caller flips it)."""
     rows = []
     for n in sizes:
-        before = wait_drained(host)
+        before = drained(host)
         bodies = fire(host, n)
         _check_interrupted()
-        after = wait_drained(host)
+        after = drained(host)
         count = after["ready_count"] - before["ready_count"]
         mean = (after["ready_sum"] - before["ready_sum"]) / count * 1000 if count else None
         ready = [b["ready_ms"] for b in bodies if b.get("status") == "awaiting_otp" and "ready_ms" in b]
@@ -140,7 +142,7 @@ def table(rows: list[Row]) -> str:
 
 def run(host: str, token: str, sizes: list[int]) -> list[Row]:
     """Flip to audit, measure, and restore the mode found, whatever happens."""
-    admin = Admin(host, token)
+    admin = ToolAdmin(host, token)
     found = admin.mode()
     knobs = admin.knobs()
     # Ctrl-C and SIGTERM only set a flag; the run stops at its next safe point and the finally restores.

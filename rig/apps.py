@@ -16,7 +16,8 @@ from .client import AdminClient
 from .probe import wait_answering
 from .services import ROOT, Service, answers_http, free_port, temp_dir, unique
 
-__all__ = ["App", "Kit", "TEST_SECRET", "TEST_TOKEN", "app_config", "gunicorn", "make_up", "start_app", "stop_up"]
+__all__ = ["App", "TEST_SECRET", "TEST_TOKEN", "Up", "app_config", "gunicorn", "launch_up", "make_up", "start_app",
+           "stop_up"]
 
 TEST_TOKEN = "test-admin-token"
 TEST_SECRET = "test-secret-key"
@@ -92,7 +93,7 @@ def app_config(**overrides) -> dict:
             "secret_key": TEST_SECRET, **overrides}
 
 
-class Kit(AdminClient):
+class Up(AdminClient):
     """A running `make up` (tools/up.py): its ports, log and process, and the admin calls."""
 
     def __init__(self, ports: dict, workdir: Path, proc: subprocess.Popen, token: str):
@@ -114,14 +115,14 @@ class Kit(AdminClient):
 @contextlib.contextmanager
 def make_up(workdir: Path, token: str | None, extra_env: dict | None = None):
     """Run tools/up.py as `make up` does, on free ports, its SQLite file and kept admin token in `workdir`;
-    yields a Kit. `token` None: no ADMIN_TOKEN, so the kit uses (or first makes) the token kept in workdir/admin-token.
+    yields an Up. `token` None: no ADMIN_TOKEN, so up.py uses (or first makes) the token kept in workdir/admin-token.
 
     Stopped with SIGTERM to up.py alone: it stops its children in order (gunicorn drains its writes).
     """
-    # REDIS_PORT and ZIPKIN_PORT too: two kits started at once by parallel tests would both find 6379 free.
+    # REDIS_PORT and ZIPKIN_PORT too: two `make up`s started at once by parallel tests would both find 6379 free.
     ports = {"PORT": free_port(), "LOCUST_PORT": free_port(), "PROMETHEUS_PORT": free_port(), "REDIS_PORT": free_port(),
              "ZIPKIN_PORT": free_port()}
-    # Tracing off unless the test asks for it (TRACING in extra_env): a JVM per kit costs the two cores
+    # Tracing off unless the test asks for it (TRACING in extra_env): a JVM per `make up` costs the two cores
     # tens of seconds, and only the tests of tracing look at it.
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "TRACING": "off",
            "PAYGATE_ADMIN_TOKEN_FILE": str(workdir / "admin-token"),
@@ -134,21 +135,29 @@ def make_up(workdir: Path, token: str | None, extra_env: dict | None = None):
         if name not in (extra_env or {}):
             env.pop(name, None)
     workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "up.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "tools/up.py"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    kit = Kit(ports, workdir, proc, token or "")
+    proc = launch_up(env, workdir / "up.log")
+    up = Up(ports, workdir, proc, token or "")
     # Each part is ready when it answers its own protocol: the app's /ready, Locust's web UI, Prometheus's /-/ready.
     probes = {"app": ("PORT", "/ready"), "Locust": ("LOCUST_PORT", "/"), "Prometheus": ("PROMETHEUS_PORT", "/-/ready")}
     try:
         for name, (port, path) in probes.items():
             wait_answering(f"make up's {name}", functools.partial(answers_http(path), ports[port]), 60, proc,
-                           lambda: kit.log[-3000:])
+                           lambda: up.log[-3000:])
         if token is None:
-            kit.token = (workdir / "admin-token").read_text().strip()
-        yield kit
+            up.token = (workdir / "admin-token").read_text().strip()
+        yield up
     finally:
         stop_up(proc)
+
+
+def launch_up(env: dict, log: Path) -> subprocess.Popen:
+    """Start tools/up.py, as `make up` does, with exactly `env`, its output appended to `log`.
+
+    In a session of its own: a terminal's Ctrl-C reaches the caller alone, which then stops it in order (`stop_up`).
+    """
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "tools" / "up.py")], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_up(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:

@@ -13,6 +13,8 @@ import requests
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.client import wait_drained
+
 T = TypeVar("T")
 
 
@@ -97,9 +99,14 @@ def wait_answering(name: str, answers: Callable[[], bool], timeout: float, proc:
         raise RuntimeError(f"{name} did not start: {why[0]} (waited up to {timeout:g} s)\n{log_tail()}")
 
 
-def no_writes_in_flight(url: str, timeout: float = 30.0) -> bool:
+def inflight_writes(url: str) -> float:
+    """Writes in flight on every worker of the app at `url`: its paygate_inflight_writes gauge, summed."""
+    return metric(url, "paygate_inflight_writes")
+
+
+def no_writes_in_flight(url: str, timeout: float = 30.0, every: float = 0.1) -> bool:
     """Wait until the app's paygate_inflight_writes gauge reads 0; False if it never did."""
-    return poll_until(lambda: metric(url, "paygate_inflight_writes") == 0, timeout, every=0.1)
+    return wait_drained(lambda: inflight_writes(url), timeout, every) == 0
 
 
 def burst(fn: Callable[[int], T], n: int, warm: Callable[[int], object] | None = None) -> list[T]:

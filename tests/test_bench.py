@@ -1,13 +1,18 @@
-"""The benchmark's own parts: the wrk checkout script against the stub and the floor, the results file's blocks."""
+"""The benchmark's own parts: the wrk checkout script against the stub and the floor, the results file's blocks,
+the renderer (each section from its data, as bench/RESULTS.md holds it), the one percentile."""
 
 from __future__ import annotations
 
+import json
+import random
 import sqlite3
+import statistics
+from pathlib import Path
 
 import pytest
 import requests
 
-from bench import cpu, results, retries, stack, wrk
+from bench import cpu, render, report, results, retries, stack, wrk
 
 
 @pytest.mark.services
@@ -69,9 +74,60 @@ def test_the_retries_section_finds_the_bistable_range_and_the_recovery_times():
     assert swept[0]["recovered_s"] == 10.0  # the first full 10 s window
     p = {"retries_counts": [2, 3, 4], "retries_personas": ["at once"], "retries_watch_s": 60,
          "retries_fix_shoppers": 3}
-    text = retries.render(p, swept, [{"fix": label, **_run(3, persona, True, True)}
-                                     for label, persona, _, _ in retries.FIXES])
+    text = render.section("retries", retries.data(p, swept, [{"fix": label, **_run(3, persona, True, True)}
+                                                             for label, persona, _, _ in retries.FIXES]))
     assert "| 3 | 100 % | 0 % | **yes** |" in text and "at once: 3 shoppers." in text
     assert "after the same rush with 3 shoppers retrying at once" in text
     assert "| none: retrying at once | 0 % | 0 % | > 60 | 300 | 1.0 |" in text
     assert "| backoff with jitter | 100 % | 100 % | 10 | 2 | 0.0 |" in text
+
+
+@pytest.mark.unit
+def test_the_one_percentile_is_statistics_inclusive_quantiles_and_survives_an_infinite_value():
+    rng = random.Random(7)
+    for n in (2, 3, 10, 51, 200):
+        values = [rng.uniform(0.001, 2.0) for _ in range(n)]
+        expected = statistics.quantiles(values, n=100, method="inclusive")
+        assert [report.percentile(values, q) for q in range(1, 100)] == expected
+    assert report.percentile([], 50) is None and report.percentile([0.3], 99) == 0.3
+    assert report.percentile([4, 1, 3, 2], 50) == 2.5, "an even count: the mean of the middle two"
+    late = [10.0] * 18 + [float("inf")] * 2  # two checkouts of twenty never got their OTP
+    assert report.percentile(late, 50) == 10.0 and report.percentile(late, 99) == float("inf")
+
+
+# Each section's data as its measuring function returns it, with the figures of bench/RESULTS.md
+# (and, for the sections measured alone, the date and load of their stamp).
+SAMPLE = json.loads((Path(__file__).parent / "data" / "bench_sample.json").read_text())
+SECTIONS = ["headline", "contention", "capacity", "probes", "dynamics", "throughput", "flatness", "recovery", "faults",
+            "replicas", "retries", "soak"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", SECTIONS)
+def test_each_section_renders_from_its_data_exactly_as_the_results_file_holds_it(name):
+    data = dict(SAMPLE[name])
+    stamp = data.pop("stamp", None)
+    text = render.section(name, data) + (render.stamp(name, stamp, quick=False) if stamp else "")
+    assert results.wrap(name, text) == results.block(results.RESULTS.read_text(), name)
+
+
+@pytest.mark.unit
+def test_the_header_and_the_end_render_as_the_results_file_holds_them():
+    held = results.RESULTS.read_text()
+    info = SAMPLE["header"]
+    assert held.startswith(render.header(info["machine"], info["workers"], info["quick"]) + "\n\n<!-- headline -->")
+    assert results.wrap("end", render.end(**SAMPLE["end"])) == results.block(held, "end")
+    quick = render.header(info["machine"], info["workers"], quick=True)
+    assert "`python -m bench.run --quick`" in quick and quick.endswith("a smoke test of the benchmark, not results.")
+
+
+@pytest.mark.unit
+def test_the_optional_paragraphs_appear_only_with_their_data():
+    short = SAMPLE["soak_short"]
+    assert "Errors by kind" not in render.section("soak_short", short)
+    failing = {**short, "run": {**short["run"], "error_kinds": {"ConnectionError": 2}}}
+    assert "\n\nErrors by kind: {'ConnectionError': 2}\n\n| worker pid |" in render.section("soak_short", failing)
+    rows = [{**SAMPLE["throughput"]["rows"][0], "frames": {"the kit": [["json.dumps", 12.5]]}}]
+    profiled = render.section("throughput", {**SAMPLE["throughput"], "rows": rows})
+    assert profiled.endswith("Where the app CPU goes: the kit (SQLite + redis-server; py-spy, GIL-holding samples,"
+                             " self time):\n\n| frame | share |\n|---|---|\n| `json.dumps` | 12.5% |")

@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
 import rig
 from loadtest import plan as plans
 from loadtest.calibrate import Step, pick
+from loadtest.client import wait_drained
 
 
 def audit(*rates: tuple[int, float], n: int = 100) -> list[Step]:
@@ -59,3 +61,13 @@ def test_rehearse_measures_a_real_kit_and_writes_the_plan(live_sqlite, tmp_path)
     assert control["checkouts"] > 20 and control["otp_success"] >= 0.9, control
     assert plan.healthy_users <= plan.subtle_users < plan.collapse_users
     assert app.admin("GET", "/admin/db-mode").json()["mode"] == "original", "calibration left the kit in audit"
+
+
+@pytest.mark.unit
+def test_the_drain_wait_stops_at_zero_at_the_timeout_or_when_told():
+    readings = iter([3, 2, 0, 5])
+    assert wait_drained(lambda: next(readings), timeout_s=5, every_s=0) == 0
+    assert wait_drained(lambda: 4, timeout_s=0, every_s=0) == 4, "a write stuck in flight: bounded"
+    stop = threading.Event()
+    stop.set()
+    assert wait_drained(lambda: 7, timeout_s=60, every_s=60, stop=stop) == 7, "told to stop: at once"

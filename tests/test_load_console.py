@@ -20,7 +20,7 @@ import requests
 
 import rig
 from loadtest import plan as plans
-from loadtest.contention import wait_drained
+from rig import probe
 from rig.probe import poll_until
 
 pytestmark = pytest.mark.services
@@ -121,7 +121,7 @@ def test_the_rush_drops_to_the_quiet_count_by_itself(kit):
         assert (state["phase"], state["stage"], state["users"]) == ("rush", "quiet", PLAN.healthy_users)
     finally:
         put_load(application, phase="stop")
-        wait_drained(application.url)
+        probe.no_writes_in_flight(application.url, every=0.2)
 
 
 def test_a_change_needs_the_token_and_a_known_phase_and_changes_nothing_otherwise(kit):
@@ -279,7 +279,7 @@ def test_the_retrying_shopper_tries_again_at_once_with_x_retry_of(logged_app, tm
         if proc.poll() is None:
             proc.kill()
         application.reset()
-        wait_drained(application.url)
+        probe.no_writes_in_flight(application.url, every=0.2)
     assert proc.returncode == 0, err[-2000:]
     lines = _read(log)[seen_before:]
     retries, firsts = RETRIED.findall(lines), FIRST.findall(lines)
@@ -304,7 +304,7 @@ def test_the_traffic_tool_retries_too(logged_app):
                               capture_output=True, text=True, timeout=60)
     finally:
         application.reset()
-        wait_drained(application.url)
+        probe.no_writes_in_flight(application.url, every=0.2)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 2, "the original's two summary lines, unchanged"
     said = re.search(r"^retries: (\d+) \(up to 3 tries per checkout, at once\)$", done.stderr, re.M)

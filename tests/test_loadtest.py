@@ -23,7 +23,7 @@ import requests
 import rig
 from loadtest import plan as plans
 from loadtest.checkout import ready_model_ms
-from loadtest.contention import wait_drained
+from rig import probe
 from rig.probe import poll_until, until_every_worker
 
 pytestmark = pytest.mark.services
@@ -98,7 +98,7 @@ def test_locust_names_the_silent_failure_otp_unavailable(live, tmp_path):
     silent = lambda rows: any(r["Name"] == "/payment/initiate" and r["Error"] == "OTP unavailable"  # noqa: E731
                               for r in rows["failures"])
     result = locust(live.url, tmp_path, users=10, think=0, until=silent)
-    wait_drained(live.url)  # let the piled-up writes finish before the next test
+    probe.no_writes_in_flight(live.url, every=0.2)  # let the piled-up writes finish before the next test
 
     failures = {(r["Name"], r["Error"]): int(r["Occurrences"]) for r in result["failures"]}
     assert failures.get(("/payment/initiate", "OTP unavailable"), 0) > 0, failures
@@ -177,7 +177,7 @@ def test_contention_restores_the_mode_on_ctrl_c(live):
     assert proc.returncode == 130, err
     assert modes_served(live.url) == {"original"}, "the restoring flip answered once every worker served it"
     assert "mode restored to original" in err
-    wait_drained(live.url)
+    probe.no_writes_in_flight(live.url, every=0.2)
 
 
 def test_locust_web_ui_waits_for_the_facilitator_and_offers_the_shapes(live):

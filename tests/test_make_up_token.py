@@ -41,7 +41,7 @@ def banners(log: str) -> list[str]:
     return re.findall(re.escape(BANNER) + r".*?Ctrl-C stops everything\.", log, re.S)
 
 
-def has_token(kit: rig.Kit, token: str) -> int:
+def has_token(kit: rig.Up, token: str) -> int:
     return requests.get(kit.url + "/admin/token", headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
 
 
