@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import requests
 
-from rig import probe
-
 from .checkout import initiate, ready_model_ms
 from .client import Admin, wait_drained
+from .observe import burst, total
+from .observe import scrape as scrape_metrics
 
 DEFAULT_HOST = os.environ.get("PAYGATE_URL", "http://127.0.0.1:8000")
 ORIGINAL_MS = {1: 300, 3: 400, 5: 500, 10: 750}  # the original demo's table
@@ -63,13 +63,14 @@ class ToolAdmin(Admin):
                 from None
 
 
-def scrape(host: str) -> dict[str, float]:
-    """The values this tool reads from /metrics: in-flight writes and the audit ready histogram."""
-    families = probe.scrape(host)
+def scrape(host: str, token: str) -> dict[str, float]:
+    """The values this tool reads from /metrics (rendered now, with the admin token): in-flight writes and
+    the audit ready histogram."""
+    families = scrape_metrics(host, token)
     ready = "paygate_payment_ready_seconds"
-    return {"inflight": probe.total(families, "paygate_inflight_writes"),
-            "ready_sum": probe.total(families, ready, sample=ready + "_sum", mode="audit"),
-            "ready_count": probe.total(families, ready, sample=ready + "_count", mode="audit")}
+    return {"inflight": total(families, "paygate_inflight_writes"),
+            "ready_sum": total(families, ready, sample=ready + "_sum", mode="audit"),
+            "ready_count": total(families, ready, sample=ready + "_count", mode="audit")}
 
 
 # Set by Ctrl-C / SIGTERM during a run; checked at safe points. Raising from the signal
@@ -82,13 +83,13 @@ def _check_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-def drained(host: str, timeout: float = DRAIN_TIMEOUT_S) -> dict[str, float]:
+def drained(host: str, token: str, timeout: float = DRAIN_TIMEOUT_S) -> dict[str, float]:
     """Wait until no write is in flight (bounded); returns the last scrape."""
     last: dict[str, float] = {}
 
     def inflight() -> float:
         _check_interrupted()
-        last.update(scrape(host))
+        last.update(scrape(host, token))
         return last["inflight"]
 
     wait_drained(inflight, timeout, 0.2, _interrupted)
@@ -109,20 +110,20 @@ def fire(host: str, n: int) -> list[dict]:
 
     try:
         # Open each connection first: only the initiate is timed.
-        return probe.burst(one, n, warm=lambda i: sessions[i].get(host + "/health", timeout=10))
+        return burst(one, n, warm=lambda i: sessions[i].get(host + "/health", timeout=10))
     finally:
         for s in sessions:
             s.close()
 
 
-def measure(host: str, sizes: list[int], knobs: dict) -> list[Row]:
+def measure(host: str, token: str, sizes: list[int], knobs: dict) -> list[Row]:
     """One row per n, in `audit` mode (the caller flips it)."""
     rows = []
     for n in sizes:
-        before = drained(host)
+        before = drained(host, token)
         bodies = fire(host, n)
         _check_interrupted()
-        after = drained(host)
+        after = drained(host, token)
         count = after["ready_count"] - before["ready_count"]
         mean = (after["ready_sum"] - before["ready_sum"]) / count * 1000 if count else None
         ready = [b["ready_ms"] for b in bodies if b.get("status") == "awaiting_otp" and "ready_ms" in b]
@@ -152,7 +153,7 @@ def run(host: str, token: str, sizes: list[int]) -> list[Row]:
         admin.set_mode("audit")  # answered once every worker serves it
         print(f"mode audit on every worker; measuring n = {', '.join(map(str, sizes))} (Ctrl-C puts {found} back)",
               file=sys.stderr, flush=True)
-        return measure(host, sizes, knobs)
+        return measure(host, token, sizes, knobs)
     finally:
         # Always put back what was found: a flip to the mode already in force is harmless.
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,37 +10,20 @@ from typing import TypeVar
 
 import requests
 from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest import observe
 from loadtest.client import wait_drained
+from loadtest.observe import burst as burst  # the tests' name for the traffic tools' own
+from loadtest.observe import total as total
 
 T = TypeVar("T")
 
 
 def scrape(url: str, token: str | None = None) -> dict[str, Metric]:
-    """name -> metric family from one /metrics answer (prometheus_client's own parser), on a fresh connection.
-
-    With the admin token (the test apps' by default) the answer is rendered now, not up to a second old.
-    The parser names a counter's family without `_total`; its samples keep it.
-    """
+    """name -> metric family from one /metrics answer, rendered now: with the test apps' admin token by default."""
     from .apps import TEST_TOKEN  # rig.apps imports this module
 
-    headers = {"Connection": "close", "Authorization": f"Bearer {token or TEST_TOKEN}"}
-    r = requests.get(url + "/metrics", timeout=10, headers=headers)
-    r.raise_for_status()
-    return {family.name: family for family in text_string_to_metric_families(r.text)}
-
-
-def total(families: dict[str, Metric], name: str, sample: str | None = None, **labels) -> float:
-    """Sum of the samples of `name` matching `labels`: a counter's `_total`, a gauge's value,
-    or the sample named by `sample` (a histogram's `_count`, `_sum`)."""
-    family_name = name.removesuffix("_total")
-    family = families.get(family_name)
-    if family is None:
-        return 0.0
-    wanted = sample or (family_name + "_total" if family.type == "counter" else family_name)
-    return sum(s.value for s in family.samples
-               if s.name == wanted and all(s.labels.get(k) == v for k, v in labels.items()))
+    return observe.scrape(url, token or TEST_TOKEN)
 
 
 def metric(url: str, name: str, sample: str | None = None, **labels) -> float:
@@ -107,24 +89,6 @@ def inflight_writes(url: str) -> float:
 def no_writes_in_flight(url: str, timeout: float = 30.0, every: float = 0.1) -> bool:
     """Wait until the app's paygate_inflight_writes gauge reads 0; False if it never did."""
     return wait_drained(lambda: inflight_writes(url), timeout, every) == 0
-
-
-def burst(fn: Callable[[int], T], n: int, warm: Callable[[int], object] | None = None) -> list[T]:
-    """fn(0) … fn(n-1), each on its own thread, released at the same instant; results in order.
-
-    `warm(i)` runs on thread i before the release (open a connection, say), so the
-    burst is n calls arriving together, not n set-ups competing with them for the CPU.
-    """
-    barrier = threading.Barrier(n)
-
-    def one(i: int) -> T:
-        if warm is not None:
-            warm(i)
-        barrier.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, range(n)))
 
 
 def parallel(fn: Callable[[int], T], n: int, threads: int = 6) -> list[T]:
