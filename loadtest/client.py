@@ -64,16 +64,6 @@ class Admin:
         """Mode original, default knobs, on every worker."""
         self.admin("POST", "/admin/reset", json=extra or None).raise_for_status()
 
-    def set_load(self, phase: str, **extra) -> dict:
-        """Start a load phase through the app's Locust (or `stop` it); returns the phase state (raises on an error status)."""
-        r = self.admin("PUT", "/admin/load", json={"phase": phase, **extra})
-        r.raise_for_status()
-        return r.json()
-
-    def load(self) -> dict:
-        """The load phase running now, as GET /admin/load answers it."""
-        return self._get("/admin/load")
-
     def mode(self) -> str:
         """The mode in force."""
         return self._get("/admin/db-mode")["mode"]
