@@ -30,7 +30,7 @@ from .errors import (
 )
 from .lanes import WriteLanes
 from .store import Card, Payment, policy_for
-from .tracing import annotate, current_trace_id, deadline_passed, tracer
+from .tracing import annotate, current_trace_id, otp_wait, tracer
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -107,9 +107,9 @@ class PaymentService:
         deadline_ms = snap.knobs["otp_timeout_ms"]
         start, start_ns = time.monotonic(), time.time_ns()
         deadline = start + deadline_ms / 1000
-        # Both start with the write: the trace shows the wait cut at the deadline beside the write going on.
+        # The write's span and the OTP's wait (otp_wait) both start now: the trace shows the wait cut
+        # at the deadline beside the write going on.
         write = tracer.start_span("payment.write", start_time=start_ns)
-        wait = tracer.start_span("otp.wait_ready", start_time=start_ns, attributes={"paygate.deadline_ms": deadline_ms})
         self.inflight.begin()
         try:
             # The insert runs on this thread: a payment id is only ever handed out
@@ -120,16 +120,16 @@ class PaymentService:
         except BaseException:
             self.inflight.end()
             write.end()
-            wait.end()
+            otp_wait(start_ns, deadline_ms, cut=False)
             raise
         if rest is None:  # this mode's lane is full: refuse rather than queue without bound
             self.inflight.end()
             write.set_status(Status(StatusCode.ERROR, "write lane full"))
             write.end()
-            return self._too_late(wait, policy.name, payment_id, snap.knobs, start)
+            return self._too_late(policy.name, payment_id, snap.knobs, start, start_ns)
         if not rest.wait(deadline - time.monotonic()):
-            return self._too_late(wait, policy.name, payment_id, snap.knobs, start)
-        wait.end()
+            return self._too_late(policy.name, payment_id, snap.knobs, start, start_ns)
+        otp_wait(start_ns, deadline_ms, cut=False)
         if rest.error is not None:
             raise rest.error
         issued = self._issue_otp(policy.name, payment_id, start, deadline_ms)
@@ -147,9 +147,8 @@ class PaymentService:
         self.board.record_ready(ready_s)
         return ready_s
 
-    def _too_late(self, wait: Span, mode: str, payment_id: str, knobs: dict, start: float) -> Initiated:
-        deadline_passed(wait, knobs["otp_timeout_ms"])
-        wait.end()
+    def _too_late(self, mode: str, payment_id: str, knobs: dict, start: float, start_ns: int) -> Initiated:
+        otp_wait(start_ns, knobs["otp_timeout_ms"], cut=True)
         return self._otp_unavailable(mode, payment_id, knobs, start)
 
     def _issue_otp(self, mode: str, payment_id: str, start: float, deadline_ms: int) -> Initiated | None:

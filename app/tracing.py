@@ -26,9 +26,10 @@ import threading
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import metrics
@@ -64,8 +65,9 @@ _provider_lock = threading.Lock()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# The attribute that carries a span's leaves (see spanned); the exporter turns it into spans.
-LEAVES = "paygate.leaves"
+# Where a span keeps its leaves (see spanned): on the live span, then on the ReadableSpan its
+# processors get (LeafCarrier); the exporter turns each into a span.
+LEAVES = "paygate_leaves"
 
 # Probes, scrapes and the board's once-a-second poll (per viewer) would bury the checkouts' traces.
 UNTRACED_PATHS = frozenset({"/health", "/ready", "/metrics", "/board/data"})
@@ -143,6 +145,7 @@ def _process_provider(settings: Settings) -> TracerProvider:
         provider = TracerProvider(sampler=sampler, resource=Resource({"service.name": settings.service_name}))
         if settings.zipkin_endpoint:
             _export = _bounded_export(settings.zipkin_endpoint, settings.service_name)
+            provider.add_span_processor(LeafCarrier())  # first: the export's processor queues what it hands on
             provider.add_span_processor(_export)
         trace.set_tracer_provider(provider)
         PymongoInstrumentor().instrument(tracer_provider=provider)
@@ -195,16 +198,28 @@ def current_trace_id(span: Span | None = None) -> str | None:
 def annotate(**attributes) -> None:
     """Set `paygate.<name>` attributes on the current span (the request's, in a view or service)."""
     span = trace.get_current_span()
-    if span.is_recording():
-        for name, value in attributes.items():
-            span.set_attribute(f"paygate.{name}", value)
+    if span.is_recording():  # in one call: the SDK takes the span's lock once
+        span.set_attributes({f"paygate.{name}": value for name, value in attributes.items()})
 
 
-def deadline_passed(span: Span, deadline_ms: int) -> None:
-    """Mark a wait cut by the OTP deadline: error status and an event at the deadline."""
-    # No attributes: Zipkin shows an event's attributes as a JSON blob; this way it reads as a sentence.
-    span.add_event(f"deadline passed after {deadline_ms} ms: OTP unavailable, the write goes on")
-    span.set_status(Status(StatusCode.ERROR, f"not ready within {deadline_ms} ms"))
+def otp_wait(start_ns: int, deadline_ms: int, cut: bool) -> None:
+    """Record the OTP service's wait for readiness, from `start_ns` to now, as `otp.wait_ready`, a leaf
+    of the current span (the request's); when the deadline `cut` it, with an error and an event there.
+
+    A leaf, not a span of the SDK's: every checkout has one, and a leaf costs a tuple where a
+    span costs tens of µs (bench/RESULTS.md section h). Zipkin shows the same span either way.
+    """
+    parent = trace.get_current_span()
+    if not parent.is_recording():
+        return
+    end = time.time_ns()
+    tags = {"paygate.deadline_ms": str(deadline_ms)}
+    if not cut:
+        _add_leaf(parent, Leaf("otp.wait_ready", start_ns, end, tags=tags))
+        return
+    # The event has no attributes: Zipkin shows an event's attributes as a JSON blob; this way it reads as a sentence.
+    _add_leaf(parent, Leaf("otp.wait_ready", start_ns, end, error=f"not ready within {deadline_ms} ms", tags=tags,
+                           notes=((end, f"deadline passed after {deadline_ms} ms: OTP unavailable, the write goes on"),)))
 
 
 def untraced():
@@ -215,15 +230,33 @@ def untraced():
     return suppress_instrumentation()
 
 
+class Leaf(NamedTuple):
+    """A child span recorded cheaply on its parent (see spanned), written as a Zipkin span by the exporter."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    error: str = ""  # the `error` tag Zipkin marks a span red by; empty when it did not fail
+    tags: dict[str, str] | None = None
+    notes: tuple[tuple[int, str], ...] = ()  # (time_ns, sentence): annotations on its timeline
+
+
+def _add_leaf(parent: Span, leaf: Leaf) -> None:
+    # A plain list on the span object, not an attribute: the SDK checks and copies a span's
+    # attributes on every change. One thread at a time records on a span here (its request's, or
+    # its write's lane).
+    vars(parent).setdefault(LEAVES, []).append(leaf)
+
+
 def spanned(name: str) -> Callable[[F], F]:
     """Record each call of a function as a leaf span of the current span (the store's own calls,
     where no instrumentation exists); nothing when that span is not recording.
 
     A store call on SQLite takes about as long as the SDK takes to start and end a span of its
     own (tens of µs, bench/RESULTS.md section h), and a checkout makes six. So a leaf is two
-    clock reads and one entry in its parent's LEAVES attribute, `name start_ns end_ns [error]`;
-    the exporter (app/zipkin.py) writes each as a Zipkin span of its own, a child of that parent.
-    The same picture in Zipkin's UI, for a fraction of the cost.
+    clock reads and a Leaf in a list on its parent; the exporter (app/zipkin.py) writes each as
+    a Zipkin span of its own, a child of that parent. The same picture in Zipkin's UI, for a
+    fraction of the cost.
     """
 
     def wrap(fn: F) -> F:
@@ -236,14 +269,37 @@ def spanned(name: str) -> Callable[[F], F]:
             try:
                 return fn(*args, **kwargs)
             except BaseException as err:
-                failed = f" {type(err).__name__}"
+                failed = type(err).__name__
                 raise
             finally:
-                leaf = f"{name} {start} {time.time_ns()}{failed}"
-                # One thread at a time records on a span here (its request's, or its write's lane).
-                # A recording span is the SDK's, which has `attributes` (the API's Span does not say so).
-                parent.set_attribute(LEAVES, (*parent.attributes.get(LEAVES, ()), leaf))  # type: ignore[attr-defined]
+                _add_leaf(parent, Leaf(name, start, time.time_ns(), failed))
 
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+class LeafCarrier(SpanProcessor):
+    """Hands a span's leaves on to the read-only copy of it that span processors and exporters get.
+
+    The SDK makes that copy (a ReadableSpan) as the span ends, from the span's own fields only.
+    `_on_ending` (the SDK's hook with the live span) and `on_end` (with the copy) run one after
+    the other on the thread that ends the span, so the leaves pass between them in a thread local.
+    Register it before the processors that read leaves.
+    """
+
+    def __init__(self) -> None:
+        self._ending = threading.local()
+
+    def _on_ending(self, span) -> None:
+        self._ending.leaves = vars(span).pop(LEAVES, None)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        leaves, self._ending.leaves = getattr(self._ending, "leaves", None), None
+        if leaves:
+            setattr(span, LEAVES, leaves)
+
+
+def leaves_of(span: ReadableSpan) -> list[Leaf]:
+    """The leaves an ended span carries (see spanned, otp_wait and LeafCarrier)."""
+    return getattr(span, LEAVES, None) or []

@@ -18,14 +18,14 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import requests
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from . import metrics
-from .tracing import LEAVES
+from .tracing import Leaf, leaves_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -55,7 +55,7 @@ def encode(spans: Sequence[ReadableSpan], service: str) -> bytes:
         kind = KINDS.get(span.kind)
         if kind:
             row["kind"] = kind
-        tags = {key: tag(value) for key, value in attributes.items() if key != LEAVES} if attributes else {}
+        tags = {key: tag(value) for key, value in attributes.items()} if attributes else {}
         if span.status.status_code is StatusCode.ERROR:
             # Zipkin's UI marks a span red by its `error` tag, and shows the description as its value.
             tags["error"] = (span.status.description or "error")[:MAX_TAG]
@@ -65,22 +65,27 @@ def encode(spans: Sequence[ReadableSpan], service: str) -> bytes:
             row["annotations"] = [{"timestamp": event.timestamp // 1000, "value": annotation(event)}
                                   for event in span.events]
         out.append(row)
-        if attributes and LEAVES in attributes:
-            out.extend(leaf_rows(cast(Sequence[str], attributes[LEAVES]), row))
+        leaves = leaves_of(span)
+        if leaves:
+            out.extend(leaf_rows(leaves, row))
     return json.dumps(out, separators=(",", ":")).encode()
 
 
-def leaf_rows(leaves: Sequence[str], parent: dict) -> list[dict]:
-    """The parent's leaves (`name start_ns end_ns [error]`, app/tracing.py's spanned) as its child spans."""
+def leaf_rows(leaves: Sequence[Leaf], parent: dict) -> list[dict]:
+    """The parent's leaves (app/tracing.py's Leaf) as its child spans."""
     rows = []
     for leaf in leaves:
-        name, start, end, *failed = leaf.split(" ")
-        start_us = int(start) // 1000
+        start_us = leaf.start_ns // 1000
         row = {"traceId": parent["traceId"], "id": f"{random.getrandbits(64) or 1:016x}", "parentId": parent["id"],
-               "name": name, "timestamp": start_us, "duration": max(1, int(end) // 1000 - start_us),
+               "name": leaf.name, "timestamp": start_us, "duration": max(1, leaf.end_ns // 1000 - start_us),
                "localEndpoint": parent["localEndpoint"]}
-        if failed:
-            row["tags"] = {"error": failed[0]}
+        tags = dict(leaf.tags or {})
+        if leaf.error:
+            tags["error"] = leaf.error
+        if tags:
+            row["tags"] = tags
+        if leaf.notes:
+            row["annotations"] = [{"timestamp": at // 1000, "value": text} for at, text in leaf.notes]
         rows.append(row)
     return rows
 

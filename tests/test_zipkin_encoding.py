@@ -28,6 +28,7 @@ def made():
     """A tracer whose finished spans are kept, and a function that encodes them as Zipkin reads them."""
     provider = TracerProvider(resource=Resource({"service.name": "paygate"}))
     kept = InMemorySpanExporter()
+    provider.add_span_processor(tracing.LeafCarrier())  # as the app's provider has, before its exporter
     provider.add_span_processor(SimpleSpanProcessor(kept))
 
     def encoded() -> list[dict]:
@@ -61,15 +62,18 @@ def test_a_span_carries_its_ids_times_kind_tags_and_nothing_the_room_cannot_use(
 
 def test_an_error_is_a_tag_and_an_event_is_a_sentence_on_the_timeline(made):
     tracer, encoded = made
-    with tracer.start_as_current_span("otp.wait_ready") as wait:
-        tracing.deadline_passed(wait, 400)
+    with tracer.start_as_current_span("POST /payment/initiate") as request:
+        started = time.time_ns()
+        tracing.otp_wait(started, 400, cut=True)
     with pytest.raises(ValueError), tracer.start_as_current_span("broken"):
         raise ValueError("x" * 500)
     rows = by_name(encoded())
-    assert rows["otp.wait_ready"]["tags"] == {"error": "not ready within 400 ms"}
-    [note] = rows["otp.wait_ready"]["annotations"]
+    wait = rows["otp.wait_ready"]
+    assert wait["parentId"] == f"{request.get_span_context().span_id:016x}"
+    assert wait["tags"] == {"paygate.deadline_ms": "400", "error": "not ready within 400 ms"}
+    [note] = wait["annotations"]
     assert note["value"] == "deadline passed after 400 ms: OTP unavailable, the write goes on"
-    assert rows["otp.wait_ready"]["timestamp"] <= note["timestamp"]
+    assert wait["timestamp"] == started // 1000 and note["timestamp"] == wait["timestamp"] + wait["duration"]
     [raised] = rows["broken"]["annotations"]
     assert raised["value"].startswith("exception: exception.type=ValueError exception.message=xxx")
     assert "Traceback" not in raised["value"], "the stack is for logs"
@@ -115,6 +119,14 @@ def test_a_leaf_needs_a_recording_span(made):
     assert calls == [1]
     assert [row["name"] for row in encoded()] == ["ended"]
     assert span.status.status_code is StatusCode.UNSET
+
+
+def test_a_wait_that_the_deadline_did_not_cut_is_no_error(made):
+    tracer, encoded = made
+    with tracer.start_as_current_span("POST /payment/initiate"):
+        tracing.otp_wait(time.time_ns(), 400, cut=False)
+    wait = by_name(encoded())["otp.wait_ready"]
+    assert wait["tags"] == {"paygate.deadline_ms": "400"} and "annotations" not in wait
 
 
 def test_a_status_that_is_not_an_error_adds_no_tag(made):
