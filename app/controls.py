@@ -20,7 +20,7 @@ from redis.client import Pipeline
 from . import metrics
 from .config import KNOB_DEFAULTS
 from .errors import StateUnavailable
-from .runtime import Snapshot, StateKeys, parse_state
+from .runtime import Snapshot, StateKeys, mode_value, parse_state
 
 HISTORY_LENGTH = 200
 
@@ -42,10 +42,7 @@ class Controls:
         """Flip the persistence mode for everyone; optionally revert after ttl_seconds."""
         def change(pipe: Pipeline, before: Snapshot) -> list[str]:
             now = self._clock()
-            value = {"mode": mode, "since": now, "actor": actor}
-            if ttl_seconds:
-                value["revert_at"] = now + ttl_seconds
-            pipe.set(self._keys.mode, json.dumps(value))
+            pipe.set(self._keys.mode, mode_value(mode, now, actor, now + ttl_seconds if ttl_seconds else None))
             return [event("mode", actor, before.mode, mode, at=now, ttl_seconds=ttl_seconds)]
 
         snap = self._transaction(change)
@@ -69,7 +66,7 @@ class Controls:
             now, events = self._clock(), []
             flipped = before.mode != "original" or before.revert_at is not None
             if flipped:
-                pipe.set(self._keys.mode, json.dumps({"mode": "original", "since": now, "actor": actor}))
+                pipe.set(self._keys.mode, mode_value("original", now, actor))
                 events.append(event("mode", actor, before.mode, "original", at=now))
             changed = {k: v for k, v in KNOB_DEFAULTS.items() if before.knobs.get(k) != v}
             if changed:
@@ -125,16 +122,15 @@ def revert_if_due(rds: redis.Redis, keys: StateKeys, snap: Snapshot, now: float)
     with rds.pipeline() as pipe:
         try:
             pipe.watch(keys.mode)
-            raw = cast(str | None, pipe.get(keys.mode))
-            current = json.loads(raw) if raw else {}
-            if current.get("revert_at") != snap.revert_at:
+            current, _ = parse_state(cast(str | None, pipe.get(keys.mode)), None)
+            if current.revert_at != snap.revert_at:
                 pipe.unwatch()  # another worker (or a facilitator) got there first
                 return False
             pipe.multi()
-            pipe.set(keys.mode, json.dumps({"mode": "original", "since": snap.revert_at, "actor": "auto-revert"}))
+            pipe.set(keys.mode, mode_value("original", snap.revert_at, "auto-revert"))
             record(pipe, keys, event("mode", "auto-revert", snap.mode, "original", at=snap.revert_at))
             pipe.execute()
-        except (redis.WatchError, ValueError):
+        except redis.WatchError:
             return False
     metrics.DB_MODE_CHANGES.labels(to="original").inc()
     return True

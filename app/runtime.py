@@ -63,6 +63,14 @@ class Snapshot:
         }
 
 
+def mode_value(mode: str, since: float, actor: str, revert_at: float | None = None) -> str:
+    """The mode as Redis holds it (JSON), what parse_state reads back."""
+    value: dict = {"mode": mode, "since": since, "actor": actor}
+    if revert_at is not None:
+        value["revert_at"] = revert_at
+    return json.dumps(value)
+
+
 def parse_state(raw_mode: str | None, raw_knobs: str | None) -> tuple[Snapshot, list[str]]:
     """The snapshot Redis's raw mode and knobs (JSON) describe, and what was wrong with them: a corrupt
     value (bad JSON, an unknown mode, a knob out of its limits) falls back to its defaults."""
