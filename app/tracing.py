@@ -212,14 +212,13 @@ def otp_wait(start_ns: int, deadline_ms: int, cut: bool) -> None:
     parent = trace.get_current_span()
     if not parent.is_recording():
         return
-    end = time.time_ns()
-    tags = {"paygate.deadline_ms": str(deadline_ms)}
-    if not cut:
-        _add_leaf(parent, Leaf("otp.wait_ready", start_ns, end, tags=tags))
-        return
-    # The event has no attributes: Zipkin shows an event's attributes as a JSON blob; this way it reads as a sentence.
-    _add_leaf(parent, Leaf("otp.wait_ready", start_ns, end, error=f"not ready within {deadline_ms} ms", tags=tags,
-                           notes=((end, f"deadline passed after {deadline_ms} ms: OTP unavailable, the write goes on"),)))
+    end, error = time.time_ns(), ""
+    notes: tuple[tuple[int, str], ...] = ()
+    if cut:
+        # A sentence on the timeline (Zipkin shows an event's attributes as a JSON blob).
+        error = f"not ready within {deadline_ms} ms"
+        notes = ((end, f"deadline passed after {deadline_ms} ms: OTP unavailable, the write goes on"),)
+    _add_leaf(parent, Leaf("otp.wait_ready", start_ns, end, error, {"paygate.deadline_ms": str(deadline_ms)}, notes))
 
 
 def untraced():
