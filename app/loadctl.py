@@ -8,6 +8,11 @@ run when it is swapped out), resets Locust's statistics and swarms the phase's s
 so its figures are this phase's alone. The rush is Locust's RushThenQuiet shape: Locust
 itself drops the load to the quiet count after the rush, whichever app worker started it.
 Which phase runs, since when and by whom is kept in Redis, shared by every worker.
+
+Each phase also sets the contention knob to the plan's value for it: the rush runs at its own
+(the retry storm is bistable there, loadtest/plan.py), every other phase and a stop at the one
+the plan was measured at. The persona of a running phase can change without a pause in the
+load (PATCH: Locust's /paygate/persona), so the room sees a fix take hold on the same load.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Literal, cast, get_args
 
 import redis
@@ -46,6 +52,19 @@ class LoadChange(BaseModel):
     phase: Phase
     persona: Persona = "shopper"
     actor: Actor = "facilitator"
+
+
+class PersonaChange(BaseModel):
+    """PATCH /admin/load: the running phase's shoppers take up another persona."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    persona: Persona
+    actor: Actor = "facilitator"
+
+
+class NoPhaseRunning(AppError):
+    status, code = 409, "no_phase_running"
+    message = "No load phase runs: start one before changing its persona."
 
 
 class LocustUnavailable(AppError):
@@ -86,10 +105,12 @@ class LocustClient:
     def plan(self) -> dict:
         """The load plan Locust runs (its /paygate/plan, served by the workshop's locustfile)."""
         plan = self._json("/paygate/plan")
-        phases = plan.get("phases")
+        phases, contention = plan.get("phases"), plan.get("contention_ms")
         numbers = [*(phases.get(p) for p in PHASES if p != "stop"), plan.get("think_seconds"), plan.get("rush_seconds"),
                    plan.get("quiet_users")] if isinstance(phases, dict) else [None]
-        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers):
+        knobs = [contention.get(p) for p in PHASES] if isinstance(contention, dict) else [None]
+        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers) or \
+                not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 1000 for c in knobs):
             raise LocustUnavailable(f"Locust at {self.url} serves no load plan: start it with loadtest/locustfile.py.",
                                     locust_url=self.url)
         return plan
@@ -114,6 +135,13 @@ class LocustClient:
         """Zero the statistics and the failures."""
         self._call("/stats/reset", timeout=CONTROL_TIMEOUT)
 
+    def persona(self, persona: str) -> None:
+        """The running users take up `persona` at their next try (the workshop's locustfile)."""
+        answer = self._json("/paygate/persona", form=[("persona", persona)], timeout=CONTROL_TIMEOUT)
+        if answer.get("success") is not True:
+            raise LocustUnavailable(f"Locust refused the persona: {answer.get('message', 'no reason given')}",
+                                    locust_url=self.url)
+
 
 def _reason(err: Exception) -> str:
     reason = getattr(err, "reason", None) or err
@@ -123,8 +151,10 @@ def _reason(err: Exception) -> str:
 class LoadPhases:
     """Start and read the load phases; `locust` is None when LOCUST_URL is unset."""
 
-    def __init__(self, locust: LocustClient | None, rds: redis.Redis, prefix: str, clock=time.time):
+    def __init__(self, locust: LocustClient | None, rds: redis.Redis, prefix: str,
+                 set_contention: Callable[[int, str], object], clock=time.time):
         self.locust, self.redis, self.key, self.clock = locust, rds, prefix + "load", clock
+        self.set_contention = set_contention  # (ms per write in flight, actor): the knob, for every worker
 
     def _client(self) -> LocustClient:
         if self.locust is None:
@@ -137,6 +167,7 @@ class LoadPhases:
         plan = locust.plan()
         self._check_redis()
         locust.stop()
+        self.set_contention(plan["contention_ms"][change.phase], change.actor)
         if change.phase != "stop":
             # Reset between the stop and the start, when no user runs: every figure Locust shows from now
             # on is this phase's, its shoppers' first page loads included.
@@ -150,6 +181,27 @@ class LoadPhases:
             raise StateUnavailable("Locust runs the phase, but Redis is unreachable: the console cannot show it.") \
                 from None
         return self.state(plan)
+
+    def switch_persona(self, change: PersonaChange) -> dict:
+        """The running phase goes on with `change.persona`: no restart, no pause in the load."""
+        locust = self._client()
+        record = self._record()
+        if record.get("phase") in (None, "stop"):
+            raise NoPhaseRunning()
+        locust.persona(change.persona)
+        try:
+            self.redis.set(self.key, json.dumps({**record, "persona": change.persona}))
+        except redis.RedisError:
+            raise StateUnavailable("Locust runs the persona, but Redis is unreachable: the console cannot show it.") \
+                from None
+        return self.state()
+
+    def _record(self) -> dict:
+        try:
+            raw = cast(str | None, self.redis.get(self.key))
+        except redis.RedisError:
+            raise StateUnavailable("Redis is unreachable: the load phase cannot be read now.") from None
+        return json.loads(raw) if raw else {}
 
     def _check_redis(self) -> None:
         try:
@@ -205,7 +257,7 @@ class LoadPhases:
                        "requests": total.get("num_requests", 0), "failures": total.get("num_failures", 0),
                        "fail_ratio": stats.get("fail_ratio", 0.0), "rps": round(stats.get("total_rps", 0.0), 2),
                        "retries": rows.get(RETRY_ROW, {}).get("num_requests", 0)},
-            "plan": {"phases": plan["phases"], "think_seconds": plan["think_seconds"],
+            "plan": {"phases": plan["phases"], "contention_ms": plan["contention_ms"], "think_seconds": plan["think_seconds"],
                      "rush_seconds": plan["rush_seconds"], "quiet_users": plan["quiet_users"],
                      "source": plan.get("source"), "personas": list(PERSONAS)},
         }

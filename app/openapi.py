@@ -7,10 +7,10 @@ from importlib.metadata import version
 from pydantic.json_schema import models_json_schema
 
 from .config import MODES
-from .loadctl import PHASES, LoadChange
+from .loadctl import PHASES, LoadChange, PersonaChange
 from .validation import InitiateRequest, KnobsPatch, ModeChange, ResetRequest, VerifyRequest
 
-_MODELS = (InitiateRequest, VerifyRequest, ModeChange, KnobsPatch, ResetRequest, LoadChange)
+_MODELS = (InitiateRequest, VerifyRequest, ModeChange, KnobsPatch, ResetRequest, LoadChange, PersonaChange)
 
 _ERROR = {"type": "object", "required": ["error"],
           "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
@@ -28,7 +28,8 @@ def _json(schema: dict, description: str) -> dict:
 
 def _errors(*codes: int) -> dict:
     text = {400: "Invalid input (validation_error, invalid_json)", 401: "Missing or wrong admin token",
-            404: "Unknown payment", 409: "No OTP was issued", 410: "OTP expired", 413: "Body too large",
+            404: "Unknown payment", 409: "No OTP was issued (for PATCH /admin/load: no load phase runs)",
+            410: "OTP expired", 413: "Body too large",
             415: "Body is not JSON", 423: "Locked after 3 wrong OTPs",
             503: "A backend is unavailable (or the OTP is unavailable with silent_failures=false; "
                  "for /admin/load: LOCUST_URL is unset or Locust does not answer)"}
@@ -90,7 +91,10 @@ def build_spec() -> dict:
             "get": _op("The load phase Locust runs now: shoppers, persona, elapsed time, Locust's figures, the plan",
                        load_state, 503, tag="admin"),
             "put": _op("Start a load phase through Locust's REST API with the plan's shoppers (statistics reset), "
-                       "or stop", load_state, *admin_write, body="LoadChange", auth=True, tag="admin"),
+                       "or stop; it also sets the contention knob to the plan's for the phase", load_state,
+                       *admin_write, body="LoadChange", auth=True, tag="admin"),
+            "patch": _op("The running phase's shoppers take up another persona, with no pause in the load",
+                         load_state, *admin_write, 409, body="PersonaChange", auth=True, tag="admin"),
         },
         "/admin/token": {"get": _op("Check the bearer token: 200 when it is the admin token", _OBJECT, 401,
                                     auth=True, tag="admin")},

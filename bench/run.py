@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from loadtest import contention
+from loadtest import plan as plans
 
 from . import load, probes, render, results, retries, stack
 from .report import machine
@@ -34,13 +35,13 @@ FULL = dict(headline_s=30, sizes=[1, 3, 5, 10], capacity_s=12, flips=20, scrapes
             curve_users=[1, 2, 3, 5, 10, 20, 40], curve_s=6, rush=(40, 15, 30), search_s=7,
             soak=(200, 300, 3.0), wrk_s=WRK_S, wrk_c=40, wrk_rounds=3, profile=False, seed_n=100_000, lone=50,
             recovery=(30, 120), drain_n=50_000, replicas=(10, 3),
-            retries_counts=[2, 3, 4], retries_personas=["at once"], retries_watch_s=240,
-            retries_fix_shoppers=3)
+            retries_counts=[7, 9, 11], retries_personas=["at once"], retries_watch_s=180,
+            retries_fix_shoppers=9, retries_contention_ms=plans.RETRY_CONTENTION_MS)
 QUICK = dict(headline_s=4, sizes=[1, 3], capacity_s=3, flips=4, scrapes=5,
              curve_users=[1, 3, 10], curve_s=2, rush=(20, 4, 6), search_s=2, soak=(40, 15, 1.0),
              wrk_s=3, wrk_c=40, wrk_rounds=1, profile=False, seed_n=5_000, lone=10, recovery=(6, 30), drain_n=2_000,
              replicas=(3, 1), retries_counts=[2], retries_personas=["at once"], retries_watch_s=20,
-             retries_fix_shoppers=2)
+             retries_fix_shoppers=2, retries_contention_ms=plans.RETRY_CONTENTION_MS)
 # (users, think seconds, contention_ms_per_write) tried in `audit` for the ~80 % phase.
 SEARCH = [(5, 1.0, 50), (10, 1.0, 50), (20, 1.0, 50), (3, 0.0, 25), (10, 1.0, 25), (20, 1.0, 25)]
 

@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = plans.load()
     if phase and "EXPERIMENT_USERS" not in env:
         env["EXPERIMENT_USERS"] = str(plan.users(phase))
+    if phase == "rush":  # the shoppers who stay after it, at its contention
+        env.setdefault("EXPERIMENT_QUIET_USERS", str(plan.quiet_users))
+        env.setdefault("EXPERIMENT_CONTENTION_MS", str(plan.contention(phase)))
     print(f"{args.name} ({label}, expected: {want}): {phase} load, {env.get('EXPERIMENT_USERS', '?')} shoppers "
           f"(from {plans.source() if 'EXPERIMENT_USERS' not in os.environ else 'EXPERIMENT_USERS'})", flush=True)
 

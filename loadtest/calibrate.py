@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     control = measure(admin, "original", chosen["collapse_users"], args.think, args.warmup / 2, args.seconds)
     steps.append(control)
 
-    plan = plans.Plan(**chosen, think_seconds=args.think, measured=time.strftime("%Y-%m-%d %H:%M %Z"),
-                      table=[s.row() for s in steps])
+    # The phases' counts hold at the contention they were measured at: the console's phases set it back.
+    plan = plans.Plan(**chosen, contention_ms=admin.knobs()["contention_ms_per_write"], think_seconds=args.think,
+                      measured=time.strftime("%Y-%m-%d %H:%M %Z"), table=[s.row() for s in steps])
     path = plan.save(Path(args.out))
     print(table(steps))
     print(f"\nphases (think time {args.think:g} s): healthy {plan.healthy_users} shoppers, "

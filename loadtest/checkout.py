@@ -5,8 +5,10 @@ container mounts this directory alone)."""
 from __future__ import annotations
 
 import datetime
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -94,10 +96,15 @@ class Outcome:
         return self.result == "success"
 
 
-def checkout(session: requests.Session, base_url: str, tries: int = 1, backoff: bool = False) -> Outcome:
+def checkout(session: requests.Session, base_url: str, tries: int = 1, backoff: bool | Callable[[], bool] = False,
+             keep_on: Callable[[], bool] = lambda: True) -> Outcome:
     """Initiate a payment with the test card, then verify its OTP. With `tries` > 1, an unavailable OTP is
-    tried again, up to `tries` tries in all: at once, as a shopper who reads "Please try again" does, or
-    after `retry_pause` with `backoff`; never before a loud answer's Retry-After."""
+    tried again, up to `tries` tries in all (0: until it works, while `keep_on()` says the shopper is still
+    there): at once, as a shopper who reads "Please try again" does, or after `retry_pause` with `backoff`
+    (a callable is asked before each retry: a shopper switched to backoff mid-checkout); never before a loud
+    answer's Retry-After."""
+    backs_off = backoff if callable(backoff) else lambda: backoff
+    limit = tries if tries > 0 else math.inf
     started = time.monotonic()
     retries = 0
 
@@ -111,9 +118,10 @@ def checkout(session: requests.Session, base_url: str, tries: int = 1, backoff: 
             body = _json(r)
             unavailable = body.get("status") == "otp_unavailable" if r.status_code == 200 else \
                 r.status_code == 503 and body.get("error") == "otp_unavailable"  # silent_failures=false
-            if not unavailable or retries + 1 >= tries or not body.get("payment_id"):
+            if not unavailable or retries + 1 >= limit or not body.get("payment_id") or not keep_on():
                 break
-            time.sleep(retry_pause(retries, backoff=backoff, retry_after=retry_after_seconds(r.headers.get("Retry-After"))))
+            time.sleep(retry_pause(retries, backoff=backs_off(),
+                                   retry_after=retry_after_seconds(r.headers.get("Retry-After"))))
             retry_of, retries = body["payment_id"], retries + 1
         if r.status_code == 200 and body.get("status") == "otp_unavailable":
             return done("otp_unavailable")

@@ -9,9 +9,11 @@ to pick from. The facilitator console (`/admin`) drives it through its REST API.
 Three personas, chosen with --persona (a menu under the UI's *Custom parameters*):
 `shopper` pays, and after a silent failure goes on to the next checkout after
 its think time; `retrying` tries again at once, the way a person who reads
-"Please try again" does, up to --retry-tries tries in all; `backoff` tries as
-often but waits before each retry, exponential backoff with full jitter (the
-fix for retries that sustain the failure). Retries carry
+"Please try again" does, until it works (or up to --retry-tries tries in all);
+`backoff` tries as often but waits before each retry, exponential backoff with
+full jitter (the fix for retries that sustain the failure). The persona can
+change while users run (POST /paygate/persona, the console's switch): each
+shopper takes it up at its next try, with no pause in the load. Retries carry
 `X-Retry-Of: <the failed try's payment_id>` and are counted apart, under
 "/payment/initiate [retry]". A silent OTP failure (HTTP 200, status
 `otp_unavailable`) is recorded as a failure named "OTP unavailable", so the
@@ -20,17 +22,20 @@ Failures tab shows it apart from HTTP errors.
 
 from __future__ import annotations
 
+import math
 import random
 
 import gevent
 from flask import Response, jsonify, request
 from locust import HttpUser, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import plan as plans
 from loadtest.checkout import card_payload, retry_after_seconds, retry_pause
 
 PERSONAS = ("shopper", "retrying", "backoff")
 INITIATE, RETRY = "/payment/initiate", "/payment/initiate [retry]"
+PERSONA_MESSAGE = "paygate_persona"
 PLAN = plans.load()
 
 
@@ -58,8 +63,8 @@ def _options(parser) -> None:
                         include_in_web_ui=True,
                         help="shopper; retrying: tries again at once after a failed OTP; backoff: tries again "
                              "after exponential backoff with jitter")
-    parser.add_argument("--retry-tries", type=int, default=5, env_var="LOCUST_RETRY_TRIES", include_in_web_ui=True,
-                        help="Tries in all per checkout for the retrying and backoff personas")
+    parser.add_argument("--retry-tries", type=int, default=0, env_var="LOCUST_RETRY_TRIES", include_in_web_ui=True,
+                        help="Tries in all per checkout for the retrying and backoff personas (0: until it works)")
     # The UI opens at the load plan's healthy phase: pressing Start without typing is safe.
     # A default, not locust.conf: the plan is measured per machine (`make rehearse`).
     parser.set_defaults(num_users=PLAN.healthy_users)
@@ -113,9 +118,32 @@ def _web_ui_additions(environment, **_) -> None:
     def paygate_plan():
         current = plans.load()
         return jsonify(phases={phase: current.users(phase) for phase in (*plans.PHASES, "rush")},
+                       contention_ms={phase: current.contention(phase) for phase in (*plans.PHASES, "rush", "stop")},
                        think_seconds=current.think_seconds, rush_seconds=plans.RUSH_SECONDS,
-                       quiet_users=current.healthy_users, source=plans.source(), measured=current.measured,
-                       personas=list(PERSONAS), retry_tries=_option(environment, "retry_tries", 5))
+                       quiet_users=current.quiet_users, source=plans.source(), measured=current.measured,
+                       personas=list(PERSONAS), retry_tries=_option(environment, "retry_tries", 0))
+
+    @environment.web_ui.app.post("/paygate/persona")
+    def paygate_persona():
+        persona = request.form.get("persona")
+        if persona not in PERSONAS:
+            return jsonify(success=False, message=f"persona must be one of {', '.join(PERSONAS)}"), 400
+        _set_persona(environment, persona)
+        if isinstance(environment.runner, MasterRunner):
+            environment.runner.send_message(PERSONA_MESSAGE, persona)  # each worker's users, too
+        return jsonify(success=True, persona=persona)
+
+
+def _set_persona(environment, persona: str) -> None:
+    if environment.parsed_options is not None:
+        environment.parsed_options.persona = persona
+
+
+@events.init.add_listener
+def _persona_from_master(environment, **_) -> None:
+    """A worker takes up a persona changed on the master (compose runs Locust as a master and workers)."""
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(PERSONA_MESSAGE, lambda msg, **_: _set_persona(environment, msg.data))
 
 
 class CheckoutUser(HttpUser):
@@ -127,22 +155,31 @@ class CheckoutUser(HttpUser):
         return random.uniform(0.5, 1.5) * think if think > 0 else 0.0
 
     def on_start(self) -> None:
-        """Load the checkout page, as a browser would before the first payment."""
+        """Load the checkout page, as a browser would before the first payment; pay within one think time.
+
+        Shoppers spawned together arrive over a think time, not in the same millisecond: their first
+        tries all at once would be a rush of their own."""
         self.client.get("/", name="checkout page")
+        think = _option(self.environment, "think_time", PLAN.think_seconds)
+        if think > 0:
+            gevent.sleep(random.uniform(0.0, think))
 
     @task
     def checkout(self) -> None:
         """Initiate with the test card (again after a failed OTP, for the retrying personas), then type the OTP."""
-        persona = _option(self.environment, "persona", "shopper")
-        tries = max(1, int(_option(self.environment, "retry_tries", 5))) if persona != "shopper" else 1
-        body, retry_of = None, None
-        for attempt in range(tries):
+        body, retry_of, attempt = None, None, 0
+        while True:
             body, failed_id, retry_after = self._initiate(retry_of)
             if body is not None or failed_id is None:
                 break  # an OTP, or an error a retry cannot mend
-            retry_of = failed_id
-            if attempt + 1 < tries:  # a loud 503's Retry-After is honoured by both
-                gevent.sleep(retry_pause(attempt, backoff=persona == "backoff", retry_after=retry_after))
+            # The persona is read at every try: a switch (to backoff, say) reaches a shopper mid-checkout.
+            persona = _option(self.environment, "persona", "shopper")
+            limit = int(_option(self.environment, "retry_tries", 0)) or math.inf
+            attempt += 1
+            if persona == "shopper" or attempt >= limit:
+                return
+            retry_of = failed_id  # a loud 503's Retry-After is honoured by both retrying personas
+            gevent.sleep(retry_pause(attempt - 1, backoff=persona == "backoff", retry_after=retry_after))
         if body is None:
             return
         v = self.client.post("/payment/verify-otp", json={"payment_id": body["payment_id"], "otp": body["otp"]},

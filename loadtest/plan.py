@@ -20,6 +20,12 @@ PHASES = ("healthy", "subtle", "collapse")
 # How long the rush lasts before the load drops back to the quiet count (loadtest/shapes.py);
 # LOCUST_RUSH_SECONDS sets another length for the Locust it is given to.
 RUSH_SECONDS = int(os.environ.get("LOCUST_RUSH_SECONDS") or 30)
+# The retry storm: the rush phase's contention, and the shoppers who stay after it. At the default
+# 50 ms per write the model has no load that is bistable (a shopper's failed try lasts the 400 ms
+# deadline, so a few cannot keep 3 writes in flight, and many fail from quiet); at 20 ms, 8–10
+# shoppers who keep trying at once are (docs/contract.md#retries-and-metastability; bench/RESULTS.md,
+# section (n), measures it).
+RETRY_CONTENTION_MS, RETRY_USERS = 20, 9
 
 
 @dataclass(frozen=True)
@@ -30,13 +36,23 @@ class Plan:
     subtle_users: int
     collapse_users: int
     rush_users: int = 40
+    # After the rush: these shoppers stay, at this contention (RETRY_USERS, RETRY_CONTENTION_MS).
+    quiet_users: int = RETRY_USERS
+    rush_contention_ms: int = RETRY_CONTENTION_MS
+    # The contention the other phases' counts were measured at (`make rehearse` runs at the kit's knob).
+    contention_ms: int = 50
     think_seconds: float = 1.0
     measured: str = ""
     table: list = field(default_factory=list)
 
     def users(self, phase: str) -> int:
-        """The shoppers for a phase: healthy, subtle, collapse or rush."""
+        """The shoppers for a phase: healthy, subtle, collapse or rush (or quiet: those who stay after it)."""
         return getattr(self, f"{phase}_users")
+
+    def contention(self, phase: str) -> int:
+        """The contention (ms per write in flight) a phase runs at: the rush's own, else the one the
+        phases were measured at (a stop goes back to it, so the hints that follow read true)."""
+        return self.rush_contention_ms if phase == "rush" else self.contention_ms
 
     def save(self, path: Path = PLAN) -> Path:
         """Write the plan as JSON (its keys are the experiments' configuration names)."""
@@ -66,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = load()
     if args.shell:
-        for phase in (*PHASES, "rush"):
+        for phase in (*PHASES, "rush", "quiet"):
             print(f"{phase.upper()}_USERS={plan.users(phase)}")
         return 0
     print(f"load plan from {source()} (think time {plan.think_seconds:g} s; measured {plan.measured or '?'}):")
     for phase in (*PHASES, "rush"):
-        print(f"  {phase:<9} {plan.users(phase):>3} shoppers")
+        print(f"  {phase:<9} {plan.users(phase):>3} shoppers at {plan.contention(phase)} ms per write in flight")
+    print(f"  {'then':<9} {plan.quiet_users:>3} shoppers stay, at the rush's contention")
     return 0
 
 

@@ -37,10 +37,10 @@ class RushThenQuiet(LoadTestShape):
 
     def quiet_users(self) -> int:
         """The user count of the form that started the shape (Locust's /swarm keeps it as `users`), else
-        the command line's, else the plan's healthy phase."""
+        the command line's, else the plan's quiet count."""
         options = self.runner.environment.parsed_options if self.runner else None
         for name in ("users", "num_users"):
             value = getattr(options, name, None) if options else None
             if value:
                 return int(value)
-        return PLAN.healthy_users
+        return PLAN.quiet_users

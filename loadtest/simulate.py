@@ -44,14 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"app base URL (default {DEFAULT_HOST})")
     parser.add_argument("--think", type=float, default=0.0, help="mean pause between checkouts, seconds (default 0)")
     parser.add_argument("--retry", type=int, default=1, metavar="TRIES",
-                        help="retrying shoppers: try an unavailable OTP again at once, up to TRIES tries (default 1)")
+                        help="retrying shoppers: try an unavailable OTP again at once, up to TRIES tries "
+                             "(0: until it works; default 1)")
     parser.add_argument("--backoff", action="store_true",
                         help="retrying shoppers back off: exponential backoff with full jitter before each retry")
     args = parser.parse_args(argv)
-    if args.workers < 1 or args.duration <= 0 or args.retry < 1:
-        parser.error("workers and --retry must be >= 1 and duration > 0")
-    if args.backoff and args.retry < 2:
-        parser.error("--backoff is for retrying shoppers: give --retry 2 or more")
+    if args.workers < 1 or args.duration <= 0 or args.retry < 0:
+        parser.error("workers must be >= 1, --retry >= 0 and duration > 0")
+    if args.backoff and args.retry == 1:
+        parser.error("--backoff is for retrying shoppers: give --retry 2 or more (or 0)")
     host = args.host.rstrip("/")
 
     problem = traffic.reachable(host)
@@ -71,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         done.set()
         reporter.join(2)
     print(summary(args.workers, tally), flush=True)
-    if args.retry > 1:
+    if args.retry != 1:
         # Apart from the original's two lines on stdout: each checkout above counts once, its retries here.
         how = "with backoff" if args.backoff else "at once"
-        print(f"retries: {tally.retries} (up to {args.retry} tries per checkout, {how})", file=sys.stderr)
+        limit = f"up to {args.retry} tries" if args.retry > 1 else "until it works"
+        print(f"retries: {tally.retries} ({limit} per checkout, {how})", file=sys.stderr)
     errors = tally.errors()
     if errors:
         print("errors: " + ", ".join(f"{k} ×{v}" for k, v in errors.most_common(5)), file=sys.stderr)

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -67,23 +68,33 @@ class Tally:
 
 
 def run(base_url: str, workers: int, duration_s: float, think_s: float = 0.0, tally: Tally | None = None,
-        stop: threading.Event | None = None, tries: int = 1, backoff: bool = False) -> Tally:
+        stop: threading.Event | None = None, tries: int = 1, backoff: bool | Callable[[], bool] = False) -> Tally:
     """Drive `workers` shoppers for `duration_s` seconds; returns the tally.
 
     `think_s` is the mean pause between a shopper's checkouts (uniform in
-    0.5–1.5 × think_s), 0 for back-to-back checkouts. `tries` > 1: retrying
-    shoppers, who try an unavailable OTP again at once, or with `backoff`
-    (checkout.checkout).
+    0.5–1.5 × think_s; each shopper's first within one think time of the start),
+    0 for back-to-back checkouts. `tries` > 1 (or 0: until
+    it works): retrying shoppers, who try an unavailable OTP again at once, or
+    with `backoff` (checkout.checkout; a callable switches them while they
+    run); they stop retrying when the run ends.
     Checkouts still running at the end are waited for and counted.
     """
     tally = tally if tally is not None else Tally()
     stop = stop or threading.Event()
     deadline = time.monotonic() + duration_s
 
+    def running() -> bool:
+        return not stop.is_set() and time.monotonic() < deadline
+
     def shopper() -> None:
+        # Shoppers arrive over one think time, not in the same millisecond: started together, their first
+        # tries would be a rush of their own (in `audit` at the rush phase's contention, enough to tip nine
+        # shoppers who hold from quiet into the failing state before they ever pay).
+        if think_s:
+            stop.wait(random.uniform(0.0, think_s))
         with requests.Session() as session:
-            while not stop.is_set() and time.monotonic() < deadline:
-                tally.add(checkout(session, base_url, tries, backoff))
+            while running():
+                tally.add(checkout(session, base_url, tries, backoff, running))
                 if think_s:
                     stop.wait(min(random.uniform(0.5, 1.5) * think_s, max(0.0, deadline - time.monotonic())))
 

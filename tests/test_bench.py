@@ -73,11 +73,12 @@ def test_the_retries_section_finds_the_bistable_range_and_the_recovery_times():
     assert [w["rate"] for w in swept[3]["windows"]] == [0.0, 0.0] and swept[3]["recovered_s"] is None
     assert swept[0]["recovered_s"] == 10.0  # the first full 10 s window
     p = {"retries_counts": [2, 3, 4], "retries_personas": ["at once"], "retries_watch_s": 60,
-         "retries_fix_shoppers": 3}
+         "retries_fix_shoppers": 3, "retries_contention_ms": 20}
     text = render.section("retries", retries.data(p, swept, [{"fix": label, **_run(3, persona, True, True)}
-                                                             for label, persona, _, _ in retries.FIXES]))
+                                                             for label, persona, *_ in retries.FIXES]))
     assert "| 3 | 100 % | 0 % | **yes** |" in text and "at once: 3 shoppers." in text
     assert "after the same rush with 3 shoppers retrying at once" in text
+    assert "`contention_ms_per_write` at 20 ms" in text
     assert "| none: retrying at once | 0 % | 0 % | > 60 | 300 | 1.0 |" in text
     assert "| backoff with jitter | 100 % | 100 % | 10 | 2 | 0.0 |" in text
 

@@ -118,6 +118,27 @@ def test_simulate_prints_the_original_summary(live):
     assert float(rate) == pytest.approx(100 * int(success) / int(total), abs=0.05)
 
 
+def test_a_shopper_who_keeps_trying_stops_when_the_run_ends_and_backs_off_once_switched(live):
+    """Every try fails (audit, a 50 ms deadline): tries=0 retries until the run ends (keep_on), and a callable
+    backoff is asked before each retry, so a switch reaches a shopper in the middle of a checkout."""
+    from loadtest.checkout import checkout
+
+    live.set_mode("audit")
+    live.patch_knobs(otp_timeout_ms=50)
+    asked, backing_off = [], []
+    try:
+        with requests.Session() as session:
+            outcome = checkout(session, live.url, tries=0, keep_on=lambda: len(asked) < 4,
+                               backoff=lambda: asked.append(1) or False)
+            switched = checkout(session, live.url, tries=3, backoff=lambda: backing_off.append(1) or len(backing_off) > 1)
+    finally:
+        live.reset()
+        probe.no_writes_in_flight(live.url, every=0.2)
+    assert (outcome.result, outcome.retries, len(asked)) == ("otp_unavailable", 4, 4)
+    # The first retry at once, the second after a backoff pause (in [0, 2] s): both asked, each before its retry.
+    assert (switched.result, switched.retries, len(backing_off)) == ("otp_unavailable", 2, 2)
+
+
 def test_simulate_fails_when_the_app_is_unreachable():
     url = f"http://127.0.0.1:{rig.free_port()}"
     done = subprocess.run([sys.executable, "-m", "loadtest.simulate", "2", "--duration", "1", "--host", url],
@@ -244,6 +265,6 @@ print(json.dumps({"rush": at(10), "quiet": at(31), "later": at(3600), "typed": a
     ticks = json.loads(out.stdout.strip().splitlines()[-1])
     plan = plans.load()
     assert ticks["rush"] == [plan.rush_users, plan.rush_users]
-    # After the rush: the quiet count, held until Stop (the form's number of users; the plan's healthy phase).
-    assert ticks["quiet"] == ticks["later"] == [plan.healthy_users, plan.rush_users]
+    # After the rush: the quiet count, held until Stop (the form's number of users; else the plan's quiet count).
+    assert ticks["quiet"] == ticks["later"] == [plan.quiet_users, plan.rush_users]
     assert ticks["typed"] == [3, plan.rush_users], "the number of users the form (or the console) sent"

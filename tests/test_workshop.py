@@ -169,11 +169,12 @@ def localise(body: str, ports: dict) -> str:
 
 # The experiments as the guide runs them, shortened through their configuration: a 2 s look after
 # each change instead of 40–70 s. The rush lasts 20 s instead of 30 s, and the look after it comes
-# 35–50 s after its end instead of 60–90 s. The margins, measured in this test with a 30 s rush and
-# the look at 47–57 s: shoppers retrying at once were at 0 % with 419–463 writes still in flight,
-# the same shoppers backing off at 100 % with none (and back within 25 s after a 30 s rush alone,
-# bench/RESULTS.md, (n)); a shorter rush piles up fewer writes, which shortens the retrying pile's
-# drain and the backoff's recovery alike. The 12 s before each board reading stays: the board's
+# 35–50 s after its end instead of 90–120 s. The margins (bench/RESULTS.md, (n), a 30 s rush, the 9
+# who stay at the rush phase's 20 ms per write in flight): shoppers retrying at once stayed at 0 % for
+# the whole three minutes after it, held there by their own retries once the rush's writes had drained;
+# the same shoppers backing off were back to 95 % 15.1 s after it,
+# and 21.9 s after a switch to backoff. A shorter rush piles up fewer writes,
+# which only shortens the backoff's recovery. The 12 s before each board reading stays: the board's
 # 10 s window must hold none of the guide's previous phase. The abort (the flip's ttl) outlasts the
 # rush and the look.
 SHORTENED = {"EXPERIMENT_OBSERVE_SECONDS": "2", "EXPERIMENT_ABORT_AFTER_SECONDS": "180",

@@ -273,7 +273,9 @@ function renderLoad(state) {
   for (const span of document.querySelectorAll("[data-users-of]")) {
     const phase = span.dataset.usersOf;
     const users = (plan.phases || {})[phase];
-    span.textContent = phase === "rush" && users ? `${users} → ${plan.quiet_users}` : users ? `${users} shoppers` : "";
+    // The rush runs at its own contention (the plan's): the label says so, as the knobs card does.
+    const contention = phase === "rush" && plan.contention_ms ? ` · ${plan.contention_ms.rush} ms/write` : "";
+    span.textContent = phase === "rush" && users ? `${users} → ${plan.quiet_users}${contention}` : users ? `${users} shoppers` : "";
   }
   const running = state.phase && state.phase !== "stop";
   const now = $("load-now");
@@ -324,7 +326,17 @@ function showLoadProblem(text) {
 
 let personaTouched = false;
 for (const radio of document.querySelectorAll('input[name="persona"]')) {
-  radio.addEventListener("change", () => { personaTouched = true; });
+  radio.addEventListener("change", async () => {
+    personaTouched = true;
+    if (!loadState || !loadState.phase || loadState.phase === "stop") return; // the next phase's persona
+    // A phase runs: its shoppers switch at their next try, with no pause in the load (no restart).
+    const state = await change(`Switch the shoppers to ${PERSONA_WORDS[radio.value]}`, "PATCH", "/admin/load",
+                               { persona: radio.value }, 15000);
+    if (state) {
+      personaTouched = false;
+      renderLoad(state);
+    }
+  });
 }
 
 async function refreshLoad() {
@@ -347,6 +359,7 @@ for (const button of document.querySelectorAll("[data-phase]")) {
     if (state) {
       personaTouched = false;
       renderLoad(state);
+      refreshKnobs(); // a phase sets the contention knob to the plan's for it
     }
   });
 }

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request
 from ..config import KNOB_DEFAULTS, KNOB_LIMITS
 from ..errors import Unauthorized
 from ..kit import kit
-from ..loadctl import LoadChange, LoadPhases, LocustClient
+from ..loadctl import LoadChange, LoadPhases, LocustClient, PersonaChange
 from ..validation import KnobsPatch, ModeChange, ResetRequest
 from .body import parse_body
 
@@ -108,7 +108,12 @@ def check_token():
 def _load_phases() -> LoadPhases:
     k = kit()
     url = k.settings.locust_url
-    return LoadPhases(LocustClient(url) if url else None, k.backends.redis, k.settings.key_prefix)
+
+    def set_contention(ms: int, actor: str) -> None:
+        if k.runtime.snapshot().knobs["contention_ms_per_write"] != ms:  # no history entry for no change
+            k.controls.patch_knobs({"contention_ms_per_write": ms}, actor)
+
+    return LoadPhases(LocustClient(url) if url else None, k.backends.redis, k.settings.key_prefix, set_contention)
 
 
 @bp.get("/load")
@@ -123,3 +128,11 @@ def set_load():
     """Start a load phase through Locust's REST API (its statistics reset), or stop the load."""
     change = parse_body(request, LoadChange)
     return jsonify(_load_phases().start(change))
+
+
+@bp.patch("/load")
+@admin_required
+def switch_persona():
+    """The running phase's shoppers take up another persona, with no pause in the load."""
+    change = parse_body(request, PersonaChange)
+    return jsonify(_load_phases().switch_persona(change))
