@@ -169,16 +169,17 @@ def localise(body: str, ports: dict) -> str:
 
 # The experiments as the guide runs them, shortened through their configuration: a 2 s look after
 # each change instead of 40–70 s. The rush lasts 20 s instead of 30 s, and the look after it comes
-# 35–50 s after its end instead of 90–120 s. The margins (bench/RESULTS.md, (n), a 30 s rush, the 9
+# 60–90 s after its end instead of 90–120 s. The margins (bench/RESULTS.md, (n), a 30 s rush, the 9
 # who stay at the rush phase's 20 ms per write in flight): shoppers retrying at once stayed at 0 % for
 # the whole three minutes after it, held there by their own retries once the rush's writes had drained;
-# the same shoppers backing off were back to 95 % 15.1 s after it,
-# and 21.9 s after a switch to backoff. A shorter rush piles up fewer writes,
-# which only shortens the backoff's recovery. The 12 s before each board reading stays: the board's
-# 10 s window must hold none of the guide's previous phase. The abort (the flip's ttl) outlasts the
-# rush and the look.
+# the same shoppers backing off were back to 95 % 15.1 s after it (93 % over its first 30 s, then
+# 98–100 %). A look at 37–47 s read 87 % for them in this suite, beside the other tests' load: the
+# backing-off shoppers still carry the rush's long waits then, so the look is a full 30 s window from
+# 60 s on. A shorter rush piles up fewer writes, which only shortens the backoff's recovery. The 12 s
+# before each board reading stays: the board's 10 s window must hold none of the guide's previous phase.
+# The abort (the flip's ttl) outlasts the rush and the look.
 SHORTENED = {"EXPERIMENT_OBSERVE_SECONDS": "2", "EXPERIMENT_ABORT_AFTER_SECONDS": "180",
-             "EXPERIMENT_RUSH_SECONDS": "20", "EXPERIMENT_AFTER_RUSH_SECONDS": "35", "EXPERIMENT_WINDOW_SECONDS": "15"}
+             "EXPERIMENT_RUSH_SECONDS": "20", "EXPERIMENT_AFTER_RUSH_SECONDS": "60", "EXPERIMENT_WINDOW_SECONDS": "30"}
 
 
 # The guide's load is light (a few shoppers waiting on the model's delays) except while a rush, a collapse,
