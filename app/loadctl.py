@@ -196,11 +196,15 @@ class LoadPhases:
                 from None
         return self.state()
 
-    def _record(self) -> dict:
+    def _record(self, required: bool = True) -> dict:
+        """The phase record in Redis ({} when none). Unreachable Redis: StateUnavailable when `required`,
+        else {} (what Locust says still tells what runs)."""
         try:
             raw = cast(str | None, self.redis.get(self.key))
         except redis.RedisError:
-            raise StateUnavailable("Redis is unreachable: the load phase cannot be read now.") from None
+            if required:
+                raise StateUnavailable("Redis is unreachable: the load phase cannot be read now.") from None
+            raw = None
         return json.loads(raw) if raw else {}
 
     def _check_redis(self) -> None:
@@ -226,11 +230,7 @@ class LoadPhases:
         locust = self._client()
         plan = plan or locust.plan()
         stats = locust.stats()
-        try:
-            raw = cast(str | None, self.redis.get(self.key))
-        except redis.RedisError:
-            raw = None  # Locust's own figures still say what runs
-        record = json.loads(raw) if raw else {}
+        record = self._record(required=False)
         phase = record.get("phase")
         running = stats.get("state") in ("spawning", "running")
         elapsed = round(self.clock() - record["started_at"], 1) if record.get("started_at") else None

@@ -3,6 +3,7 @@ relies on, proceeds once they clear, and stops the experiment with the reason wi
 
 The Prometheus here evaluates test rules under the kit's alert names (no app to scrape): one
 always firing, one always pending (its `for` is an hour), one that fires 3 s out of every 6.
+The counts are instant queries of constants and of the clock.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from chaoslib.exceptions import InterruptExecution
 
 import rig
@@ -81,7 +83,7 @@ def test_the_check_proceeds_once_the_alert_clears(prometheus):
     told = []
     waited = alerts.wait_until_inactive(prometheus, ["PaygateAuditOutboxBacklog"], 30, tell=told.append)
     assert 0 < waited < 15, waited
-    assert told[-1].startswith("The alerts cleared after")
+    assert told[-1].startswith("All clear after")
 
 
 def test_the_control_interrupts_the_experiment_before_its_steady_state(prometheus, tmp_path):
@@ -103,6 +105,37 @@ def test_the_control_interrupts_the_experiment_before_its_steady_state(prometheu
     assert "Waiting up to 3 s for PaygateOtpSuccessLow" in result.stdout + result.stderr
     assert took < 60, f"chaos took {took:.0f} s to stop on a 3 s bound"
     assert runner.report("loud-failures", journal, "completed", "EXPERIMENT_SILENT_FAILURES=false", "j") == 1
+
+
+def test_a_count_above_zero_is_waited_for_like_an_alert(prometheus):
+    told = []
+    with pytest.raises(alerts.AlertsActive) as refused:
+        alerts.wait_until_inactive(prometheus, ["PaygateDbModeChanged"], 2, {"OTP timeouts in the last minute": "vector(3)"},
+                                   tell=told.append)
+    assert told[0].startswith("Waiting up to 2 s for OTP timeouts in the last minute: 3 to clear")
+    assert str(refused.value).startswith("OTP timeouts in the last minute: 3: still active from a previous run")
+
+
+def test_a_count_that_reaches_zero_or_has_no_series_lets_it_proceed(prometheus):
+    counts = {"empty": "sum(no_such_metric)", "below one": "vector(0.4)"}
+    assert alerts.wait_until_inactive(prometheus, [], 5, counts, tell=lambda _: None) == 0.0
+    flapping = {"every other 3 s": "vector(5) and on() (vector(time()) % 6 < 3)"}
+    assert poll_until(lambda: alerts.nonzero_counts(prometheus, flapping), timeout=15, every=0.2)
+    told = []
+    waited = alerts.wait_until_inactive(prometheus, [], 30, flapping, tell=told.append)
+    assert waited < 15 and told[-1].startswith("All clear after"), (waited, told)
+
+
+@pytest.mark.unit
+def test_loud_failures_waits_for_the_last_minute_to_hold_no_otp_timeout():
+    """The steady state's probe counts OTP timeouts over the last minute: its control waits for the same count."""
+    spec = yaml.safe_load((rig.ROOT / "experiments" / "loud-failures.yaml").read_text())
+    (control,) = [c for c in spec["controls"] if c["provider"].get("module") == "experiments.alerts"]
+    (probe,) = [p for p in spec["steady-state-hypothesis"]["probes"] if p["name"] == "failing-otps-raise-the-alert"]
+    count = "${otp_timeouts_last_minute}"
+    assert control["provider"]["arguments"]["counts"] == {"OTP timeouts in the last minute": count}
+    assert count in probe["provider"]["arguments"]["query"]
+    assert "[1m]" in spec["configuration"]["otp_timeouts_last_minute"]
 
 
 def test_without_the_alerts_the_control_lets_the_experiment_start(prometheus):

@@ -268,3 +268,17 @@ print(json.dumps({"rush": at(10), "quiet": at(31), "later": at(3600), "typed": a
     # After the rush: the quiet count, held until Stop (the form's number of users; else the plan's quiet count).
     assert ticks["quiet"] == ticks["later"] == [plan.quiet_users, plan.rush_users]
     assert ticks["typed"] == [3, plan.rush_users], "the number of users the form (or the console) sent"
+
+
+@pytest.mark.unit
+def test_a_plan_rehearsed_before_the_retry_storm_takes_the_storms_defaults(tmp_path):
+    """A plan.json written before the rush had its own contention and quiet count still loads: it gets
+    the storm's settings, and every other phase keeps the contention its counts were measured at."""
+    old = {"healthy_users": 3, "subtle_users": 6, "collapse_users": 14, "rush_users": 40, "think_seconds": 1.0,
+           "measured": "2026-11-26 18:35 UTC", "table": []}
+    (tmp_path / "plan.json").write_text(json.dumps(old))
+    plan = plans.load(tmp_path / "plan.json")
+    assert (plan.quiet_users, plan.users("quiet")) == (plans.RETRY_USERS, plans.RETRY_USERS)
+    assert plan.contention("rush") == plans.RETRY_CONTENTION_MS
+    assert {plan.contention(phase) for phase in (*plans.PHASES, "stop")} == {plan.contention_ms} != {plan.contention("rush")}
+    assert plan.users("collapse") == 14

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import string
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -168,18 +169,19 @@ def localise(body: str, ports: dict) -> str:
 
 
 # The experiments as the guide runs them, shortened through their configuration: a 2 s look after
-# each change instead of 40–70 s. The rush lasts 20 s instead of 30 s, and the look after it comes
-# 60–90 s after its end instead of 90–120 s. The margins (bench/RESULTS.md, (n), a 30 s rush, the 9
-# who stay at the rush phase's 20 ms per write in flight): shoppers retrying at once stayed at 0 % for
-# the whole three minutes after it, held there by their own retries once the rush's writes had drained;
-# the same shoppers backing off were back to 95 % 15.1 s after it (93 % over its first 30 s, then
-# 98–100 %). A look at 37–47 s read 87 % for them in this suite, beside the other tests' load: the
-# backing-off shoppers still carry the rush's long waits then, so the look is a full 30 s window from
-# 60 s on. A shorter rush piles up fewer writes, which only shortens the backoff's recovery. The 12 s
-# before each board reading stays: the board's 10 s window must hold none of the guide's previous phase.
-# The abort (the flip's ttl) outlasts the rush and the look.
+# each change instead of 40–70 s. The rush lasts 10 s instead of 30 s, and the look after it comes
+# 45–75 s after its end instead of 90–120 s. The margins, measured on `make up` with a 10 s rush
+# and one core kept busy beside it (2026-12-03): the rush of shoppers retrying at once
+# left 518 writes in flight; they had drained to the 10 that the 9 who stay hold up by their own retries
+# 23 s after its end, and those stayed at 0 % (0 of 776, 23–58 s). The same shoppers backing off never
+# piled up (6 writes in flight at the rush's end) and read 240 of 241 over 22–57 s. In a suite run a
+# look at 37–47 s after a 20 s rush read 87 % for them (59 of 68, 3 writes in flight) beside the other
+# tests' load, and a look at 60–90 s after it read 166 of 166: the look starts later and spans six of
+# the board's 5 s points, so that a few seconds of starved cores cannot decide it alone. The 12 s before each
+# board reading stays: the board's 10 s window must hold none of the guide's previous phase. The abort
+# (the flip's ttl) outlasts the rush and the look.
 SHORTENED = {"EXPERIMENT_OBSERVE_SECONDS": "2", "EXPERIMENT_ABORT_AFTER_SECONDS": "180",
-             "EXPERIMENT_RUSH_SECONDS": "20", "EXPERIMENT_AFTER_RUSH_SECONDS": "60", "EXPERIMENT_WINDOW_SECONDS": "30"}
+             "EXPERIMENT_RUSH_SECONDS": "10", "EXPERIMENT_AFTER_RUSH_SECONDS": "45", "EXPERIMENT_WINDOW_SECONDS": "30"}
 
 
 # The guide's load is light (a few shoppers waiting on the model's delays) except while a rush, a collapse,
@@ -215,8 +217,8 @@ def test_runnable_blocks_run_against_make_up(kit):
             assert not leftover, f"line {block.line}: {leftover} is not part of `make up`"
             for name in EXPERIMENT.findall(script):
                 if not held:
-                    alerts.wait_until_inactive(env["PROMETHEUS_URL"], experiment_alerts(name), ALERTS_CLEAR_SECONDS,
-                                               tell=print)
+                    names, counts = experiment_alerts(name)
+                    alerts.wait_until_inactive(env["PROMETHEUS_URL"], names, ALERTS_CLEAR_SECONDS, counts, tell=print)
             if (loaded or HEAVY.search(script)) and not held:
                 sharing.enter_context(rig.cores(alone=False))
                 held = True
@@ -232,11 +234,16 @@ def test_runnable_blocks_run_against_make_up(kit):
     assert len(outcomes) >= 4, f"the guide ran {len(outcomes)} experiments: {outcomes}"
 
 
-def experiment_alerts(name: str) -> list[str]:
-    """The alerts an experiment waits to be inactive before its steady state (its alerts-inactive-first control)."""
+def experiment_alerts(name: str) -> tuple[list[str], dict[str, str]]:
+    """The alerts an experiment waits to be inactive before its steady state and the counts it waits to be 0 (its
+    alerts-inactive-first control), with the configuration's own values put in the queries."""
     spec = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
-    return [alert for control in spec.get("controls", []) if control["provider"].get("module") == "experiments.alerts"
-            for alert in control["provider"]["arguments"]["alerts"]]
+    values = {key: value for key, value in spec.get("configuration", {}).items() if isinstance(value, str)}
+    checks = [control["provider"]["arguments"] for control in spec.get("controls", [])
+              if control["provider"].get("module") == "experiments.alerts"]
+    counts = {label: string.Template(query).substitute(values)
+              for check in checks for label, query in check.get("counts", {}).items()}
+    return [alert for check in checks for alert in check["alerts"]], counts
 
 
 def _check_block(block, script: str, result: subprocess.CompletedProcess, started: float, rates: list,
