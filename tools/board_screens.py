@@ -11,7 +11,7 @@ the board at 1280×720 and 1920×1080 once each phase has filled the board's 10 
 
     idle        original, nobody paying
     baseline    original, the healthy phase's shoppers
-    subtle      audit, the subtle phase's shoppers (about 80 % success)
+    subtle      audit, the subtle phase's shoppers (about 75 % success)
     rush        audit, the rush's shoppers: the peak
     after-rush  audit, the subtle phase's shoppers again, each retrying at once after a failure;
                 the facilitator reveals the traces (the board links them)
