@@ -35,7 +35,7 @@ FULL = dict(headline_s=30, sizes=[1, 3, 5, 10], capacity_s=12, flips=20, scrapes
             curve_users=[1, 2, 3, 5, 10, 20, 40], curve_s=6, rush=(40, 15, 30), search_s=7,
             soak=(200, 300, 3.0), wrk_s=WRK_S, wrk_c=40, wrk_rounds=3, profile=False, seed_n=100_000, lone=50,
             recovery=(30, 120), drain_n=50_000, replicas=(10, 3),
-            retries_counts=[7, 9, 11], retries_personas=["at once"], retries_watch_s=180,
+            retries_counts=[7, 9, 11], retries_personas=["at once", "plain"], retries_watch_s=180,
             retries_fix_shoppers=9, retries_contention_ms=plans.RETRY_CONTENTION_MS)
 QUICK = dict(headline_s=4, sizes=[1, 3], capacity_s=3, flips=4, scrapes=5,
              curve_users=[1, 3, 10], curve_s=2, rush=(20, 4, 6), search_s=2, soak=(40, 15, 1.0),
