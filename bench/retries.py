@@ -126,7 +126,7 @@ def stays_failed(result: dict) -> bool:
 
 
 def _progress(line: str) -> None:
-    # stderr, flushed, as bench/run.py's steps: a 44-minute run shows where it is even when redirected.
+    # stderr, flushed, as bench/run.py's steps: an hour-long run shows where it is even when redirected.
     print(line, file=sys.stderr, flush=True)
 
 

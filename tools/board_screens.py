@@ -12,13 +12,14 @@ the board at 1280×720 and 1920×1080 once each phase has filled the board's 10 
     idle        original, nobody paying
     baseline    original, the healthy phase's shoppers
     subtle      audit, the subtle phase's shoppers (about 75 % success)
-    rush        audit, the rush's shoppers: the peak
-    after-rush  audit, the subtle phase's shoppers again, each retrying at once after a failure;
-                the facilitator reveals the traces (the board links them)
-    fixed       audit-async, the same retrying shoppers
+    collapse    audit, the collapse phase's shoppers
+    rush        audit at the rush's contention, the rush's shoppers retrying at once: the peak
+    after-rush  the same, 90 s after the rush: only the quiet count of them left, still failing, held
+                there by their retries; the facilitator reveals the traces (the board links them)
+    fixed       audit-async, the collapse phase's shoppers, at the phases' contention again
 
 During `after-rush` a checkout fails in the browser (docs/checkout-failed.png, its details for
-support); after the run one succeeds (docs/checkout-success.png). About five minutes.
+support); after the run one succeeds (docs/checkout-success.png). About six minutes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import requests
 from playwright.sync_api import expect, sync_playwright
@@ -51,18 +53,36 @@ SIZES = [(1280, 720), (1920, 1080)]
 # Where a room's Zipkin shows its traces (the links the board shows once they are revealed).
 TRACES_UI = "http://127.0.0.1:9411/zipkin/"
 # The workshop guide's pictures (1280×720) keep their names: phase → file.
-GUIDE_NAMES = {"baseline": "board-baseline.png", "subtle": "board-subtle.png", "rush": "board-collapse.png",
+GUIDE_NAMES = {"baseline": "board-baseline.png", "subtle": "board-subtle.png", "collapse": "board-collapse.png",
                "fixed": "board-fixed.png"}
+# How long after the rush the room is photographed: its own writes have drained by then (65 s after a
+# 30 s rush on `make up`, bench/RESULTS.md (n)); what still fails is the retries' doing.
+AFTER_RUSH_S = 90
+# The rush's picture: near its end, when its writes in flight peak.
+RUSH_PEAK_S = max(1, plans.RUSH_SECONDS - 5)
 
 
-def phases(plan: plans.Plan) -> list[tuple[str, str, int, bool, int]]:
-    """(name, mode, shoppers, retry at once after a failure, seconds) in the order the workshop runs them."""
-    return [("idle", "original", 0, False, 12),
-            ("baseline", "original", plan.healthy_users, False, 30),
-            ("subtle", "audit", plan.subtle_users, False, 60),
-            ("rush", "audit", plan.rush_users, False, 40),
-            ("after-rush", "audit", plan.subtle_users, True, 60),
-            ("fixed", "audit-async", plan.subtle_users, True, 40)]
+class Phase(NamedTuple):
+    """One picture's load: its shoppers pay for `seconds`, then the board is photographed."""
+
+    name: str
+    mode: str
+    shoppers: int
+    retrying: bool  # pay again at once after a failure
+    seconds: float
+    contention_ms: int
+
+
+def phases(plan: plans.Plan) -> list[Phase]:
+    """The pictures' phases in the order the workshop runs them (the rush's at its own contention)."""
+    c, storm = plan.contention("collapse"), plan.contention("rush")
+    return [Phase("idle", "original", 0, False, 12, c),
+            Phase("baseline", "original", plan.healthy_users, False, 30, c),
+            Phase("subtle", "audit", plan.subtle_users, False, 60, c),
+            Phase("collapse", "audit", plan.collapse_users, False, 40, c),
+            Phase("rush", "audit", plan.rush_users, True, RUSH_PEAK_S, storm),
+            Phase("after-rush", "audit", plan.quiet_users, True, AFTER_RUSH_S, storm),
+            Phase("fixed", "audit-async", plan.collapse_users, False, 40, c)]
 
 
 class Shoppers:
@@ -159,15 +179,19 @@ def main() -> int:
             boards.append((f"{width}x{height}", page))
         shopper_page = browser.new_page(viewport={"width": 1280, "height": 720})
         try:
-            mode_now = "original"
-            for name, mode, users, retrying, seconds in phases(plan):
+            mode_now, contention_now = "original", plan.contention("healthy")
+            for name, mode, users, retrying, seconds, contention in phases(plan):
                 if mode != mode_now:  # one marker per real change on the board's charts
                     admin.set_mode(mode, ttl_seconds=900)
                     mode_now = mode
+                if contention != contention_now:
+                    admin.patch_knobs(contention_ms_per_write=contention)
+                    contention_now = contention
                 if name == "after-rush":  # the guide's third hint: the facilitator reveals the traces
                     admin.patch_knobs(reveal_traces=True)
                 shoppers.run(users, retrying)
-                print(f"{name}: {mode}, {users} shoppers{' retrying' if retrying else ''}, {seconds} s", flush=True)
+                print(f"{name}: {mode} at {contention} ms per write in flight, {users} shoppers"
+                      f"{' retrying' if retrying else ''}, {seconds:g} s", flush=True)
                 time.sleep(seconds)
                 if name == "after-rush":
                     for _ in range(5):  # nearly every checkout fails now; photograph one that did
