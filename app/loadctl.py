@@ -173,13 +173,9 @@ class LoadPhases:
             # on is this phase's, its shoppers' first page loads included.
             locust.reset_stats()
             locust.swarm(self._form(change, plan))
-        record = {"phase": change.phase, "persona": change.persona, "actor": change.actor,
-                  "started_at": self.clock(), "users": 0 if change.phase == "stop" else plan["phases"][change.phase]}
-        try:
-            self.redis.set(self.key, json.dumps(record))
-        except redis.RedisError:
-            raise StateUnavailable("Locust runs the phase, but Redis is unreachable: the console cannot show it.") \
-                from None
+        self._save({"phase": change.phase, "persona": change.persona, "actor": change.actor,
+                    "started_at": self.clock(), "users": 0 if change.phase == "stop" else plan["phases"][change.phase]},
+                   "phase")
         return self.state(plan)
 
     def switch_persona(self, change: PersonaChange) -> dict:
@@ -189,12 +185,16 @@ class LoadPhases:
         if record.get("phase") in (None, "stop"):
             raise NoPhaseRunning()
         locust.persona(change.persona)
-        try:
-            self.redis.set(self.key, json.dumps({**record, "persona": change.persona}))
-        except redis.RedisError:
-            raise StateUnavailable("Locust runs the persona, but Redis is unreachable: the console cannot show it.") \
-                from None
+        self._save({**record, "persona": change.persona}, "persona")
         return self.state()
+
+    def _save(self, record: dict, what: str) -> None:
+        """Keep the phase record in Redis, once Locust already runs `what` (the phase, the persona)."""
+        try:
+            self.redis.set(self.key, json.dumps(record))
+        except redis.RedisError:
+            raise StateUnavailable(f"Locust runs the {what}, but Redis is unreachable: the console cannot show it.") \
+                from None
 
     def _record(self, required: bool = True) -> dict:
         """The phase record in Redis ({} when none). Unreachable Redis: StateUnavailable when `required`,

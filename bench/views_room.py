@@ -72,9 +72,8 @@ def _rate(rate: float | None) -> str:
 def _recovered(run: dict, watch_s: float) -> str:
     """Seconds to ≥ 95 %: after the rush, or after the switch to backoff for a run that switched."""
     switch_s = run.get("switch_s")
-    if run["recovered_s"] is None:
-        return f"> {watch_s - (switch_s or 0):g}" + (" after the switch" if switch_s is not None else "")
-    return f"{run['recovered_s']:g}" + (" after the switch" if switch_s is not None else "")
+    seconds = f"> {watch_s - (switch_s or 0):g}" if run["recovered_s"] is None else f"{run['recovered_s']:g}"
+    return seconds + (" after the switch" if switch_s is not None else "")
 
 
 def retries(d: dict) -> dict:
