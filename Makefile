@@ -91,7 +91,7 @@ experiment: venv
 	@test -n "$(E)" || { echo "say which: make experiment E=<name>, one of: $$(cd experiments && ls *.yaml | sed 's/.yaml//' | tr '\n' ' ')"; exit 2; }
 	$(PY) -m experiments.run $(E)
 
-## rehearse: calibrate the phases' user counts on this machine against the running kit (about 5 min)
+## rehearse: calibrate the phases' user counts and the retry storm's range on this machine against the running kit (about 12 min)
 rehearse: venv
 	$(PY) -m loadtest.calibrate
 

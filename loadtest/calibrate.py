@@ -6,8 +6,10 @@ Needs the kit running (`make up`, or compose) and ADMIN_TOKEN. It flips the kit
 to `audit` (with `ttl_seconds` as the abort: the kit flips back by itself if this
 dies), runs 1, 2, 3 … shoppers with 1 s think time until the OTP step collapses,
 draining the writes in flight between steps, then checks the control: `original`
-at the collapse load. It prints the table and writes loadtest/plan.json, which
-the Locust shapes and the experiments read. About five minutes.
+at the collapse load. Then it measures the retry storm's range at the rush's
+contention (loadtest/bistable.py) and picks the shoppers who stay after the rush
+from it. It prints the tables and writes loadtest/plan.json, which the Locust
+shapes and the experiments read. About twelve minutes.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import bistable, traffic
 from . import plan as plans
-from . import traffic
+from .checkout import ready_model_ms
 from .client import Admin
 
 LADDER = (1, 2, 3, 5, 8, 12, 20, 30, 40)
@@ -60,19 +63,30 @@ class Step:
                 "otp_success": round(self.rate, 3), "interval_95": [round(low, 3), round(high, 3)]}
 
 
-def pick(steps: list[Step]) -> dict:
+def pick(steps: list[Step], safe: int | None = None) -> dict:
     """The phases' user counts from the `audit` steps (ascending users).
 
-    healthy: the most shoppers still at ≥ 95 %; subtle: the count nearest 80 %
-    among those between 50 % and 95 %; collapse: the fewest under 20 %.
+    healthy: the most shoppers still at ≥ 95 %, but no more than `safe`; subtle: the count
+    nearest 80 % among those between 50 % and 95 %; collapse: the fewest under 20 %.
     """
-    healthy = max((s.users for s in steps if s.rate >= HEALTHY), default=1)
+    healthy = min(max((s.users for s in steps if s.rate >= HEALTHY), default=1), safe or math.inf)
     middle = [s for s in steps if 0.5 <= s.rate < HEALTHY and s.users > healthy]
     over = [s for s in steps if s.users > healthy]
     subtle = min(middle or over or steps, key=lambda s: abs(s.rate - SUBTLE)).users
     collapse = min((s.users for s in steps if s.rate < COLLAPSED and s.users > subtle),
                    default=max(s.users for s in steps))
     return {"healthy_users": healthy, "subtle_users": subtle, "collapse_users": max(collapse, subtle + 1)}
+
+
+def safe_users(knobs: dict) -> int:
+    """The most shoppers whose checkouts cannot miss the deadline in `audit` by the timing model: S shoppers
+    keep at most S writes in flight, and each lasts 4w + 2a + n·c. A count measured at 100 % above it
+    only met no unlucky moment (3 shoppers read 93 % in one rehearsal, 100 % in the next), and the
+    healthy phase promises the room that nothing looks wrong."""
+    users = 1
+    while ready_model_ms(knobs, "audit", users + 1) < knobs["otp_timeout_ms"]:
+        users += 1
+    return users
 
 
 def measure(admin: Admin, mode: str, users: int, think_s: float, warmup_s: float, seconds: float) -> Step:
@@ -103,6 +117,31 @@ def table(steps: list[Step]) -> str:
     return "\n".join(lines)
 
 
+def storm_range(admin: Admin, args: argparse.Namespace) -> list[bistable.Look]:
+    """The retry storm's hysteresis loop at the rush's contention (none when its ladder is empty)."""
+    ladder = sorted({int(u) for u in args.retry_ladder.split(",") if u.strip()})
+    if not ladder:
+        return []
+    contention = plans.RETRY_CONTENTION_MS
+    print(f"retry storm at {contention} ms per write in flight: retrying shoppers up, a rush, then down …",
+          file=sys.stderr, flush=True)
+    looks = bistable.measure(admin, contention, ladder, args.think, settle_s=args.retry_settle,
+                             window_s=args.retry_window, rush_s=args.rush_seconds,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
+    admin.wait_drained(DRAIN_TIMEOUT_S)
+    return looks
+
+
+def retry_summary(found: list[int], plan: plans.Plan) -> str:
+    """What the loop found, and who stays after the rush."""
+    if found:
+        return (f"retry storm: {found[0]}–{found[-1]} retrying shoppers hold from quiet and stay failed after the "
+                f"rush (at {plan.rush_contention_ms} ms per write in flight); {plan.quiet_users} stay after the rush")
+    return (f"warning: no count of retrying shoppers both held from quiet and stayed failed after the rush at "
+            f"{plan.rush_contention_ms} ms per write in flight: on this machine the rush's failure may not outlive "
+            f"it; the plan keeps {plan.quiet_users} (bench/RESULTS.md, section n; docs/contract.md)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Calibrate; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.calibrate", description=__doc__.split("\n\n")[0])
@@ -112,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds before a step is measured")
     parser.add_argument("--think", type=float, default=1.0, help="mean think time, seconds")
     parser.add_argument("--min-checkouts", type=int, default=MIN_CHECKOUTS, help="checkouts per step, at least")
+    parser.add_argument("--retry-ladder", default=",".join(map(str, bistable.LADDER)),
+                        help="retrying shopper counts for the retry storm's range, ascending (empty: skip it)")
+    parser.add_argument("--retry-settle", type=float, default=bistable.SETTLE_S, help="seconds before a count is looked at")
+    parser.add_argument("--retry-window", type=float, default=bistable.WINDOW_S, help="seconds a count is looked at")
+    parser.add_argument("--rush-seconds", type=float, default=bistable.RUSH_S, help="the rush between the two ways")
     parser.add_argument("--out", default=str(plans.PLAN), help="where to write the plan")
     args = parser.parse_args(argv)
     token = os.environ.get("ADMIN_TOKEN")
@@ -135,18 +179,24 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         if steps[-1].rate < COLLAPSED:
             break
-    chosen = pick(steps)
+    chosen = pick(steps, safe_users(admin.knobs()))
     print(f"control: original, {chosen['collapse_users']} shoppers …", file=sys.stderr, flush=True)
     control = measure(admin, "original", chosen["collapse_users"], args.think, args.warmup / 2, args.seconds)
     steps.append(control)
+    contention = admin.knobs()["contention_ms_per_write"]
+    looks = storm_range(admin, args)
 
     # The phases' counts hold at the contention they were measured at: the console's phases set it back.
-    plan = plans.Plan(**chosen, contention_ms=admin.knobs()["contention_ms_per_write"], think_seconds=args.think,
-                      measured=time.strftime("%Y-%m-%d %H:%M %Z"), table=[s.row() for s in steps])
+    found = bistable.bistable(looks)
+    plan = plans.Plan(**chosen, quiet_users=bistable.middle(found, plans.RETRY_USERS), bistable_users=found,
+                      contention_ms=contention, think_seconds=args.think, measured=time.strftime("%Y-%m-%d %H:%M %Z"),
+                      table=[s.row() for s in steps], retry_table=[look.row() for look in looks])
     path = plan.save(Path(args.out))
     print(table(steps))
     print(f"\nphases (think time {args.think:g} s): healthy {plan.healthy_users} shoppers, "
           f"subtle {plan.subtle_users}, collapse {plan.collapse_users}; rush {plan.rush_users}")
+    if looks:
+        print(retry_summary(found, plan))
     if control.rate < HEALTHY:
         print(f"warning: `original` itself reached only {100 * control.rate:.1f} % at {control.users} shoppers: "
               "this machine is short of CPU for that load; use fewer shoppers or close other programs.")

@@ -39,11 +39,14 @@ class Plan:
     # After the rush: these shoppers stay, at this contention (RETRY_USERS, RETRY_CONTENTION_MS).
     quiet_users: int = RETRY_USERS
     rush_contention_ms: int = RETRY_CONTENTION_MS
+    # The retry storm's range measured by `make rehearse` (loadtest/bistable.py): quiet_users is its middle.
+    bistable_users: list = field(default_factory=list)
     # The contention the other phases' counts were measured at (`make rehearse` runs at the kit's knob).
     contention_ms: int = 50
     think_seconds: float = 1.0
     measured: str = ""
     table: list = field(default_factory=list)
+    retry_table: list = field(default_factory=list)
 
     def users(self, phase: str) -> int:
         """The shoppers for a phase: healthy, subtle, collapse or rush (or quiet: those who stay after it)."""
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     for phase in (*PHASES, "rush"):
         print(f"  {phase:<9} {plan.users(phase):>3} shoppers at {plan.contention(phase)} ms per write in flight")
     print(f"  {'then':<9} {plan.quiet_users:>3} shoppers stay, at the rush's contention")
+    if plan.bistable_users:
+        print(f"  (the retry storm's range here: {plan.bistable_users[0]}–{plan.bistable_users[-1]} shoppers)")
     return 0
 
 

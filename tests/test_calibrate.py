@@ -12,7 +12,8 @@ import pytest
 
 import rig
 from loadtest import plan as plans
-from loadtest.calibrate import Step, pick
+from loadtest.bistable import Look, bistable, held, middle, stayed_failed
+from loadtest.calibrate import Step, pick, safe_users
 from loadtest.client import wait_drained
 
 
@@ -36,6 +37,17 @@ def test_a_busy_machine_still_gets_a_plan_that_climbs():
 
 
 @pytest.mark.unit
+def test_the_healthy_phase_stays_where_the_model_says_no_checkout_can_miss():
+    knobs = {"write_latency_ms": 15, "audit_delay_ms": 100, "contention_ms_per_write": 50, "otp_timeout_ms": 400}
+    assert safe_users(knobs) == 2, "two writes in flight: 360 ms; three: 410 ms"
+    assert safe_users({**knobs, "contention_ms_per_write": 20}) == 6
+    assert safe_users({**knobs, "otp_timeout_ms": 200}) == 1, "at least one shopper"
+    steps = audit((1, 1.0), (2, 1.0), (3, 1.0), (5, 0.80), (8, 0.33), (12, 0.03))
+    assert pick(steps, safe=2) == {"healthy_users": 2, "subtle_users": 5, "collapse_users": 12}
+    assert pick(steps)["healthy_users"] == 3, "measured alone, a lucky 100 % at 3"
+
+
+@pytest.mark.unit
 def test_the_interval_says_how_little_a_few_checkouts_prove():
     few, many = Step("audit", 3, 10, 8), Step("audit", 3, 1000, 800)
     assert few.interval()[0] < 0.5 < 0.9 < few.interval()[1]
@@ -43,15 +55,42 @@ def test_the_interval_says_how_little_a_few_checkouts_prove():
     assert Step("audit", 1, 0, 0).interval() == (0.0, 1.0)
 
 
+def look(way: str, users: int, rate: float, tries: int = 100) -> Look:
+    return Look(way, users, round(rate * tries), tries - round(rate * tries), 0)
+
+
+@pytest.mark.unit
+def test_the_storms_range_is_what_held_going_up_and_stayed_failed_coming_down():
+    # bench/RESULTS.md (n)'s shape: 13 tips from quiet; after the rush 7 recovers.
+    looks = [look("up", 5, 1.0), look("up", 7, 1.0), look("up", 9, 0.97), look("up", 11, 0.93), look("up", 13, 0.4),
+             look("down", 11, 0.0), look("down", 9, 0.05), look("down", 7, 0.6)]
+    assert bistable(looks) == [9, 11]
+    assert middle([9, 11], default=4) == 9 and middle([7, 9, 11], default=4) == 9
+    assert middle([], default=4) == 4, "no range: the plan keeps its default"
+
+
+@pytest.mark.unit
+def test_a_load_that_recovers_at_once_or_never_held_has_no_range():
+    assert bistable([look("up", 5, 1.0), look("up", 7, 1.0), look("down", 7, 0.9), look("down", 5, 1.0)]) == []
+    assert bistable([look("up", 5, 0.5)]) == [], "failing from quiet is not bistable"
+    assert not held(Look("up", 5, 0, 0, 0)) and not stayed_failed(Look("down", 5, 0, 0, 0)), \
+        "a window without tries proves nothing either way"
+    assert held(look("up", 5, 0.9)) and not held(look("up", 5, 0.89))
+    assert stayed_failed(look("down", 5, 0.2)) and not stayed_failed(look("down", 5, 0.21))
+
+
 @pytest.mark.long
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_rehearse_measures_a_real_kit_and_writes_the_plan(live_sqlite, tmp_path):
     app = live_sqlite
     out = tmp_path / "plan.json"
+    knobs = app.admin("GET", "/admin/knobs").json()["knobs"]
+    # A short loop: 2 retrying shoppers hold; 40 arrive (and tip it from quiet or, as the rush, after).
     result = subprocess.run(
         [sys.executable, "-m", "loadtest.calibrate", "--host", app.url, "--ladder", "1,12", "--seconds", "6",
-         "--warmup", "2", "--min-checkouts", "1", "--out", str(out)],
-        cwd=rig.ROOT, env={**os.environ, "ADMIN_TOKEN": app.token}, capture_output=True, text=True, timeout=170)
+         "--warmup", "2", "--min-checkouts", "1", "--retry-ladder", "2,40", "--retry-settle", "2",
+         "--retry-window", "5", "--rush-seconds", "5", "--out", str(out)],
+        cwd=rig.ROOT, env={**os.environ, "ADMIN_TOKEN": app.token}, capture_output=True, text=True, timeout=230)
     assert result.returncode == 0, result.stderr
     assert "OTP success" in result.stdout and "phases (think time 1 s)" in result.stdout
     plan = plans.load(out)
@@ -61,6 +100,18 @@ def test_rehearse_measures_a_real_kit_and_writes_the_plan(live_sqlite, tmp_path)
     assert control["checkouts"] > 20 and control["otp_success"] >= 0.9, control
     assert plan.healthy_users <= plan.subtle_users < plan.collapse_users
     assert app.admin("GET", "/admin/db-mode").json()["mode"] == "original", "calibration left the kit in audit"
+
+    # The retry storm's loop: up from 2 until it tips, then down after the rush, its range and who stays.
+    ups = [row for row in plan.retry_table if row["way"] == "up"]
+    assert [row["users"] for row in ups][:1] == [2] and ups[0]["tries"] > 0, plan.retry_table
+    assert all(row["otp_success"] >= 0.9 for row in ups[:-1]), "the way up goes on only while it holds"
+    downs = [row for row in plan.retry_table if row["way"] == "down"]
+    assert all(row["otp_success"] <= 0.2 for row in downs[:-1]), "the way down goes on only while it stays failed"
+    assert set(plan.bistable_users) <= {row["users"] for row in ups} & {row["users"] for row in downs}
+    assert plan.quiet_users == (plan.bistable_users[(len(plan.bistable_users) - 1) // 2] if plan.bistable_users
+                                else plans.RETRY_USERS)
+    assert "retry storm" in result.stdout
+    assert app.admin("GET", "/admin/knobs").json()["knobs"] == knobs, "the loop left its contention knob behind"
 
 
 @pytest.mark.unit
