@@ -162,26 +162,36 @@ def test_the_audit_contention_counts_writes_on_every_replica(fresh):
 
     The wait is read against the same burst with no contention (contention_ms_per_write 0): what the
     real database takes for the burst's 54 writes on the shared cores (hundreds of ms on a busy machine,
-    outside the timing model of docs/contract.md) is in both and cancels out."""
-    room, n = fresh, 9
+    outside the timing model of docs/contract.md) is in both and cancels out. It cancels only on
+    average: the first burst after a reset took 490 ms against 281–315 ms for the next ones, and a suite
+    run read one contended burst at 884 ms against 733–781 ms for twelve measured alone. One pair of
+    bursts then missed n·c by more than the bound (583 ms against 450 ± 112) with nothing wrong. So an
+    unmeasured burst first, then three pairs in turn, averaged: alone, 440–468 ms in four runs."""
+    room, n, pairs = fresh, 9, 3
     room.set_mode("audit")
     knobs = room.knobs()
     c = knobs["contention_ms_per_write"]
     room.patch_knobs(contention_ms_per_write=0)
-    baseline_ms, _, _ = _audit_burst(room, n, [])
-    assert baseline_ms >= 0.95 * ready_model_ms(knobs, "audit", n=0), baseline_ms  # 4w + 2a at the least
-    room.patch_knobs(contention_ms_per_write=c)
-    board_inflight: list[int] = []
-    mean_ms, served, bodies = _audit_burst(room, n, board_inflight)
-    # The silent failure, room-wide: 200, no OTP, the shopper's message.
-    assert {b["status"] for b in bodies} == {"otp_unavailable"}, bodies
-    assert len(served) == REPLICAS and max(served.values()) < n, served
-    waited = mean_ms - baseline_ms
+    _audit_burst(room, n, [])
+    baselines, contended, board_inflight, served_most = [], [], [], 0
+    for _ in range(pairs):
+        room.patch_knobs(contention_ms_per_write=0)
+        baselines.append(_audit_burst(room, n, [])[0])
+        room.patch_knobs(contention_ms_per_write=c)
+        mean_ms, served, bodies = _audit_burst(room, n, board_inflight)
+        contended.append(mean_ms)
+        # The silent failure, room-wide: 200, no OTP, the shopper's message.
+        assert {b["status"] for b in bodies} == {"otp_unavailable"}, bodies
+        assert len(served) == REPLICAS and max(served.values()) < n, served
+        served_most = max(served_most, *served.values())
+    baseline_ms = sum(baselines) / pairs
+    assert baseline_ms >= 0.95 * ready_model_ms(knobs, "audit", n=0), baselines  # 4w + 2a at the least
+    waited = sum(contended) / pairs - baseline_ms
     # The burst's writes are all in flight when they reach the wait (each has passed an audit delay first).
-    assert abs(waited - n * c) <= 0.25 * n * c, (waited, mean_ms, baseline_ms, served)
-    assert waited > (max(served.values()) + 2) * c, (waited, served)  # more than one replica's share
+    assert abs(waited - n * c) <= 0.25 * n * c, (waited, contended, baselines)
+    assert waited > (served_most + 2) * c, (waited, served_most)  # more than one replica's share
     # One replica's board shows the room's writes in flight.
-    assert max(board_inflight) > served[0], (board_inflight, served)
+    assert max(board_inflight) > served_most, (board_inflight, served_most)
 
 
 def test_killing_a_replica_under_load_loses_no_acknowledged_payment(fresh, mongo_url):
