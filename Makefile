@@ -100,7 +100,7 @@ rehearse: venv
 test: venv services ferretdb wrk helm zipkin
 	$(VENV)/bin/ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=12 $(PYTEST_ARGS)
 
 ## bench: the benchmark; writes bench/RESULTS.md (all but the soak block)
 bench: bench-venv services ferretdb wrk
