@@ -11,7 +11,8 @@ behind (the plan's `quiet_users`).
 
 A rehearsal looks at each count for one window after a settling time; the
 benchmark (bench/RESULTS.md, section n) starts every count afresh and watches it
-for 3 minutes. Success counts every try, from the kit's /metrics, as the board does.
+for 3 minutes. Success counts every try, from the kit's /metrics, as the board does
+(behind compose's balancer, one replica's answer: a sample of the room's tries).
 """
 
 from __future__ import annotations
