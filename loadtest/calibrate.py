@@ -135,7 +135,7 @@ def storm_range(admin: Admin, args: argparse.Namespace) -> list[bistable.Look]:
 def retry_summary(found: list[int], plan: plans.Plan) -> str:
     """What the loop found, and who stays after the rush."""
     if found:
-        return (f"retry storm: {found[0]}–{found[-1]} retrying shoppers hold from quiet and stay failed after the "
+        return (f"retry storm: {plans.count_range(found)} retrying shoppers hold from quiet and stay failed after the "
                 f"rush (at {plan.rush_contention_ms} ms per write in flight); {plan.quiet_users} stay after the rush")
     return (f"warning: no count of retrying shoppers both held from quiet and stayed failed after the rush at "
             f"{plan.rush_contention_ms} ms per write in flight: on this machine the rush's failure may not outlive "

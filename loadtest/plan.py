@@ -76,6 +76,11 @@ def source(path: Path | None = None) -> str:
     return str(chosen.relative_to(HERE.parent)) if chosen.is_relative_to(HERE.parent) else str(chosen)
 
 
+def count_range(counts: list[int]) -> str:
+    """Shopper counts as people read them: "9", or "9–11"."""
+    return str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the plan; with --shell, as variables a shell can `eval`."""
     import argparse
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {phase:<9} {plan.users(phase):>3} shoppers at {plan.contention(phase)} ms per write in flight")
     print(f"  {'then':<9} {plan.quiet_users:>3} shoppers stay, at the rush's contention")
     if plan.bistable_users:
-        print(f"  (the retry storm's range here: {plan.bistable_users[0]}–{plan.bistable_users[-1]} shoppers)")
+        print(f"  (the retry storm's range here: {count_range(plan.bistable_users)} shoppers)")
     return 0
 
 

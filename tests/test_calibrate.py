@@ -67,6 +67,7 @@ def test_the_storms_range_is_what_held_going_up_and_stayed_failed_coming_down():
     assert bistable(looks) == [9, 11]
     assert middle([9, 11], default=4) == 9 and middle([7, 9, 11], default=4) == 9
     assert middle([], default=4) == 4, "no range: the plan keeps its default"
+    assert (plans.count_range([9]), plans.count_range([9, 11])) == ("9", "9–11")
 
 
 @pytest.mark.unit
