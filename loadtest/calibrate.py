@@ -179,17 +179,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         if steps[-1].rate < COLLAPSED:
             break
-    chosen = pick(steps, safe_users(admin.knobs()))
+    knobs = admin.knobs()
+    chosen = pick(steps, safe_users(knobs))
     print(f"control: original, {chosen['collapse_users']} shoppers …", file=sys.stderr, flush=True)
     control = measure(admin, "original", chosen["collapse_users"], args.think, args.warmup / 2, args.seconds)
     steps.append(control)
-    contention = admin.knobs()["contention_ms_per_write"]
     looks = storm_range(admin, args)
 
     # The phases' counts hold at the contention they were measured at: the console's phases set it back.
     found = bistable.bistable(looks)
     plan = plans.Plan(**chosen, quiet_users=bistable.middle(found, plans.RETRY_USERS), bistable_users=found,
-                      contention_ms=contention, think_seconds=args.think, measured=time.strftime("%Y-%m-%d %H:%M %Z"),
+                      contention_ms=knobs["contention_ms_per_write"], think_seconds=args.think, measured=time.strftime("%Y-%m-%d %H:%M %Z"),
                       table=[s.row() for s in steps], retry_table=[look.row() for look in looks])
     path = plan.save(Path(args.out))
     print(table(steps))

@@ -109,8 +109,7 @@ def test_rehearse_measures_a_real_kit_and_writes_the_plan(live_sqlite, tmp_path)
     downs = [row for row in plan.retry_table if row["way"] == "down"]
     assert all(row["otp_success"] <= 0.2 for row in downs[:-1]), "the way down goes on only while it stays failed"
     assert set(plan.bistable_users) <= {row["users"] for row in ups} & {row["users"] for row in downs}
-    assert plan.quiet_users == (plan.bistable_users[(len(plan.bistable_users) - 1) // 2] if plan.bistable_users
-                                else plans.RETRY_USERS)
+    assert plan.quiet_users == middle(plan.bistable_users, default=plans.RETRY_USERS)
     assert "retry storm" in result.stdout
     assert app.admin("GET", "/admin/knobs").json()["knobs"] == knobs, "the loop left its contention knob behind"
 

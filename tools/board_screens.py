@@ -11,7 +11,7 @@ the board at 1280×720 and 1920×1080 once each phase has filled the board's 10 
 
     idle        original, nobody paying
     baseline    original, the healthy phase's shoppers
-    subtle      audit, the subtle phase's shoppers (about 75 % success)
+    subtle      audit, the subtle phase's shoppers (about 80 % success)
     collapse    audit, the collapse phase's shoppers
     rush        audit at the rush's contention, the rush's shoppers retrying at once: the peak
     after-rush  the same, 90 s after the rush: only the quiet count of them left, still failing, held
